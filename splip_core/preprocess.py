@@ -1,0 +1,91 @@
+"""Turning files, bytes and canvas drawings into clean RGB PIL images, with clear errors for bad input.
+
+Every image that enters the library passes through `load_image`, so the limits and messages live in one place.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+MAX_IMAGE_BYTES = 32 * 1024 * 1024
+MAX_IMAGE_PIXELS = 40_000_000
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+
+
+class InvalidImageError(ValueError):
+    """An input that is not a usable image: missing, empty, corrupt, not an image, or over a size limit."""
+
+
+def _name(source) -> str:
+    return str(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
+
+
+def _open_bytes(data: bytes, name: str) -> Image.Image:
+    if not data:
+        raise InvalidImageError(f"{name}: empty file (0 bytes)")
+    if len(data) > MAX_IMAGE_BYTES:
+        raise InvalidImageError(f"{name}: {len(data)} bytes is over the {MAX_IMAGE_BYTES} byte limit")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise InvalidImageError(
+                    f"{name}: {image.width}x{image.height} pixels is over the {MAX_IMAGE_PIXELS} pixel limit"
+                )
+            image.load()
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise InvalidImageError(f"{name}: not a readable image ({err})") from err
+    except (OSError, SyntaxError, ValueError) as err:
+        if isinstance(err, InvalidImageError):
+            raise
+        raise InvalidImageError(f"{name}: corrupt or truncated image ({err})") from err
+    return image
+
+
+def flatten_alpha(image: Image.Image, background=(255, 255, 255)) -> Image.Image:
+    """RGB image with any transparency composited onto `background` (a drawn canvas stores RGB 0 where empty)."""
+    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        flat = Image.new("RGB", rgba.size, background)
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        return flat
+    return image.convert("RGB")
+
+
+def load_image(source) -> Image.Image:
+    """An RGB PIL image from a path, bytes, a numpy array or a PIL image; raises InvalidImageError when unusable."""
+    if isinstance(source, Image.Image):
+        image = source
+    elif isinstance(source, np.ndarray):
+        if source.ndim not in (2, 3) or source.size == 0:
+            raise InvalidImageError(f"array of shape {source.shape} is not an image")
+        image = Image.fromarray(source.astype(np.uint8) if source.dtype != np.uint8 else source)
+    elif isinstance(source, (bytes, bytearray)):
+        image = _open_bytes(bytes(source), "bytes")
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise InvalidImageError(f"{path}: no such file")
+        if path.stat().st_size > MAX_IMAGE_BYTES:
+            raise InvalidImageError(
+                f"{path}: {path.stat().st_size} bytes is over the {MAX_IMAGE_BYTES} byte limit"
+            )
+        image = _open_bytes(path.read_bytes(), str(path))
+    else:
+        raise InvalidImageError(f"{_name(source)} is not an image (expected a path, bytes, array or PIL image)")
+    if image.width == 0 or image.height == 0:
+        raise InvalidImageError(f"{_name(source)}: empty image ({image.width}x{image.height})")
+    return flatten_alpha(image)
+
+
+def is_blank(image: Image.Image, min_ink_fraction: float = 0.0005, ink_threshold: int = 200) -> bool:
+    """True when fewer than `min_ink_fraction` of the pixels are darker than `ink_threshold` (an empty canvas)."""
+    gray = np.asarray(flatten_alpha(image).convert("L"))
+    return float((gray < ink_threshold).mean()) < min_ink_fraction

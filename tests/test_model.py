@@ -1,0 +1,200 @@
+"""SpLIP's forward pass: equivalence with open_clip when prompts are off, what trains, what stays frozen."""
+
+import open_clip
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from splip_core import ConfigError, InvalidImageError, SpLIP, SpLIPConfig
+from splip_core.testing import TINY_CLASSES, tiny_config, tiny_model
+
+TOL = 1e-5
+
+
+def _open_clip_reference(clip, pixels, texts, context_length):
+    tok = open_clip.get_tokenizer("ViT-B-32", context_length=context_length)
+    with torch.no_grad():
+        return F.normalize(clip.encode_image(pixels), dim=-1), F.normalize(clip.encode_text(tok(texts)), dim=-1)
+
+
+def _check_prompts_off_equivalence(model: SpLIP, pixels: torch.Tensor):
+    names = ["cat", "hot air balloon", "car (sedan)"]
+    texts = [model.config.templates["sketch"].format(n) for n in names]
+    ref_img, ref_txt = _open_clip_reference(model.clip, pixels, texts, model.clip.context_length)
+    assert (model.encode_photo(pixels) - ref_img).abs().max() <= TOL
+    assert (model.encode_sketch(pixels) - ref_img).abs().max() <= TOL
+    assert (model.encode_text(names, "sketch") - ref_txt).abs().max() <= TOL
+
+
+def test_prompts_off_equals_open_clip_on_tiny_config():
+    model = SpLIP(tiny_config(use_prompts=False))
+    torch.manual_seed(1)
+    _check_prompts_off_equivalence(model, torch.randn(3, 3, 32, 32))
+
+
+@pytest.mark.slow
+def test_prompts_off_equals_open_clip_on_vit_b32():
+    torch.manual_seed(0)
+    model = SpLIP(SpLIPConfig(backbone="ViT-B-32", pretrained=None, use_prompts=False))
+    _check_prompts_off_equivalence(model, torch.randn(2, 3, 224, 224))
+
+
+def test_prompts_change_embeddings_and_depend_on_modality():
+    model = tiny_model()
+    pixels = torch.randn(2, 3, 32, 32)
+    plain = model.frozen_baseline().encode_photo(pixels)
+    photo, sketch = model.encode_photo(pixels), model.encode_sketch(pixels)
+    assert (photo - plain).abs().max() > 1e-3
+    assert (photo - sketch).abs().max() > 1e-3
+    assert torch.allclose(photo.norm(dim=-1), torch.ones(2), atol=1e-5)
+
+
+def test_gradients_reach_every_prompt_parameter_and_backbone_stays_frozen():
+    model = tiny_model()
+    model.train()
+    frozen = {n: p.detach().clone() for n, p in model.clip.named_parameters() if not p.requires_grad}
+    trainable = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    assert any(n.startswith("b_t.") for n in trainable)
+    assert any(n.startswith("b_v.") for n in trainable)
+    assert any(n.startswith("b_vt.") for n in trainable)
+    assert any(".ln_" in n for n in trainable)  # LayerNorm tuning on by default
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    feats, class_text = model(torch.randn(4, 3, 32, 32), "sketch", with_class_text=True)
+    logits = torch.einsum("bd,bcd->bc", feats, class_text) / 0.01
+    F.cross_entropy(logits, torch.tensor([0, 1, 2, 3])).backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())]
+    assert missing == []
+    optimizer.step()
+    for name, p in model.clip.named_parameters():
+        if name in frozen:
+            assert torch.equal(p, frozen[name]), name
+    changed = [n for n, p in model.named_parameters() if p.requires_grad and not torch.equal(p, trainable[n])]
+    assert len(changed) == len(trainable)
+
+
+def test_layernorm_tuning_can_be_switched_off():
+    model = tiny_model(tune_layernorm=False)
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert names and all(n.startswith(("b_t.", "b_v.", "b_vt.")) for n in names)
+
+
+@pytest.mark.parametrize(
+    ("flag", "module"),
+    [("use_text_prompts", "b_t"), ("use_template_prompts", "b_v"), ("use_shared_prompts", "b_vt")],
+)
+def test_each_prompt_generator_can_be_ablated(flag, module):
+    model = tiny_model(**{flag: False})
+    assert getattr(model, module) is None
+    feats = model.encode_sketch(torch.randn(2, 3, 32, 32))
+    assert feats.shape == (2, 32)
+
+
+def test_faithful_encoding_of_an_image_does_not_depend_on_its_batch():
+    model = tiny_model()
+    pixels = torch.randn(3, 3, 32, 32)
+    together = model.encode_sketch(pixels)
+    alone = torch.cat([model.encode_sketch(pixels[i : i + 1]) for i in range(3)])
+    assert (together - alone).abs().max() < 1e-5
+
+
+def test_fast_mode_equals_faithful_where_the_text_prompts_do_not_depend_on_the_image():
+    faithful = tiny_model(use_text_prompts=False)
+    fast = tiny_model(use_text_prompts=False, inference_mode="fast")
+    pixels = torch.randn(2, 3, 32, 32)
+    assert (faithful.encode_photo(pixels) - fast.encode_photo(pixels)).abs().max() < 1e-6
+    off_fast = SpLIP(tiny_config(use_prompts=False, inference_mode="fast"), _clip=faithful.clip)
+    off = SpLIP(tiny_config(use_prompts=False), _clip=faithful.clip)
+    assert torch.equal(off_fast.encode_photo(pixels), off.encode_photo(pixels))
+
+
+def test_fast_mode_differs_from_faithful_when_text_prompts_are_image_conditioned():
+    model = tiny_model()
+    pixels = torch.randn(2, 3, 32, 32)
+    faithful = model.encode_sketch(pixels)
+    model.config.inference_mode = "fast"
+    assert (model.encode_sketch(pixels) - faithful).abs().max() > 1e-4
+
+
+def test_running_mean_of_patches_follows_training_batches():
+    model = tiny_model()
+    model.train()
+    pixels = torch.randn(6, 3, 32, 32)
+    model(pixels[:2], "photo")
+    model(pixels[2:], "photo")
+    with torch.no_grad():
+        expected = model.clip.visual._embeds(pixels)[:, 1:].mean(1).mean(0)
+    assert torch.allclose(model.mean_patch_photo, expected, atol=1e-5)
+    assert model.mean_patch_count_photo.item() == 6
+    assert model.mean_patch_count_sketch.item() == 0
+
+
+def test_towers_of_unequal_depth_and_per_layer_mappers():
+    model = tiny_model(vision_layers=4, text_layers=2, bvt_per_layer=True, visual_prompt_depth=3,
+                       text_prompt_position="replace")
+    assert len(model.b_vt.nets) == 2
+    assert [model._text_layer_for(i) for i in range(4)] == [0, 0, 1, 1]
+    assert model.encode_photo(torch.randn(1, 3, 32, 32)).shape == (1, 32)
+
+
+def test_frozen_baseline_ignores_tuned_layernorms_and_shares_the_big_tensors():
+    model = tiny_model()
+    with torch.no_grad():
+        model.clip.visual.ln_post.weight.mul_(3.0)
+    baseline = model.frozen_baseline()
+    pixels = torch.randn(2, 3, 32, 32)
+    pure = SpLIP(tiny_config(use_prompts=False), _clip=baseline.clip)
+    assert torch.equal(baseline.encode_photo(pixels), pure.encode_photo(pixels))
+    assert baseline.clip.visual.conv1.weight.data_ptr() == model.clip.visual.conv1.weight.data_ptr()
+    assert not torch.equal(baseline.clip.visual.ln_post.weight, model.clip.visual.ln_post.weight)
+
+
+def test_pil_images_paths_and_tensors_are_accepted(tmp_path):
+    model = tiny_model()
+    image = Image.new("RGB", (50, 40), "white")
+    image.paste((0, 0, 0), (10, 10, 30, 12))
+    path = tmp_path / "sketch.png"
+    image.save(path)
+    a = model.encode_sketch(image)
+    b = model.encode_sketch([str(path)])
+    c = model.encode_sketch(model.preprocess(image).unsqueeze(0))
+    assert torch.allclose(a, b) and torch.allclose(a, c)
+
+
+def test_bad_images_get_clear_errors(tmp_path):
+    model = tiny_model()
+    text_file = tmp_path / "notes.txt"
+    text_file.write_text("not an image")
+    with pytest.raises(InvalidImageError, match=r"notes\.txt: not a readable image"):
+        model.encode_photo([text_file])
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    with pytest.raises(InvalidImageError, match="empty file"):
+        model.encode_photo([empty])
+    with pytest.raises(InvalidImageError, match="no such file"):
+        model.encode_photo([tmp_path / "missing.png"])
+    with pytest.raises(ValueError, match="no images"):
+        model.encode_photo([])
+    with pytest.raises(ValueError, match=r"expected a preprocessed batch \(N, 3, 32, 32\)"):
+        model.encode_photo(torch.randn(2, 3, 64, 64))
+
+
+def test_unknown_modality_and_overlong_prompt_are_refused():
+    model = tiny_model()
+    with pytest.raises(ValueError, match="modality"):
+        model.encode_text(["cat"], "painting")
+    with pytest.raises(ValueError, match="over the text encoder's context"):
+        model.encode_text(["very " * 40 + "long name"], "photo")
+
+
+def test_config_is_strict_and_round_trips_through_json(tmp_path):
+    config = tiny_config(alpha=2.0)
+    config.to_json(tmp_path / "c.json")
+    assert SpLIPConfig.from_json(tmp_path / "c.json") == config
+    with pytest.raises(ConfigError, match="unknown SpLIP config keys: \\['alpah'\\]"):
+        SpLIPConfig.from_dict({**config.to_dict(), "alpah": 1})
+    with pytest.raises(ConfigError, match="seen_classes is empty"):
+        SpLIPConfig(seen_classes=[])
+    with pytest.raises(ConfigError, match="inference_mode"):
+        tiny_config(inference_mode="quick")
+    assert tiny_config().seen_classes == TINY_CLASSES
