@@ -1,0 +1,184 @@
+"""Evaluate a SpLIP checkpoint against its frozen CLIP baseline: `python -m splip_core.evaluate --help`.
+
+Settings: zs  = unseen-class sketches vs unseen-class photos (mAP@all, mAP@200, P@100, P@200);
+          gzs = unseen-class sketches vs the photos of all classes (same metrics, per-class AP seen vs unseen);
+          fg  = paired sketches vs their category's photos (Acc@1, Acc@5).
+Embeddings are computed in batches and metrics streamed in query blocks, so memory stays bounded at QuickDraw-Ext
+scale. Prints a table; `--json` writes every number, `--plot` a per-class AP chart (baseline vs SpLIP).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from .data import ImageDataset, Sample, SBIRData, load_dataset
+from .metrics import fg_accuracy, retrieval_metrics
+from .model import SpLIP
+from .runtime import pick_device, run_cli, use_all_cores
+
+SETTINGS = ("zs", "gzs", "fg")
+
+
+@torch.inference_mode()
+def embed_samples(model: SpLIP, samples: Sequence[Sample], modality: str, batch_size: int = 64,
+                  workers: int = 0, desc: str = "") -> tuple[torch.Tensor, list[Sample]]:
+    """(N', D) features of the readable samples, and those samples (unreadable files are dropped, not fatal)."""
+    model.eval()
+    dataset = ImageDataset(samples, model.transform)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
+    dtype = model.clip.visual.conv1.weight.dtype
+    feats, indices = [], []
+    for pixels, _, index in tqdm(loader, desc=desc or f"{modality}s", leave=False, dynamic_ncols=True):
+        feats.append(model(pixels.to(model.device, dtype), modality).float().cpu())
+        indices.append(index)
+    feats_t, index_t = torch.cat(feats), torch.cat(indices).numpy()
+    _, first = np.unique(index_t, return_index=True)  # an unreadable file's slot repeats a readable neighbour
+    first = np.sort(first)
+    return feats_t[first], [samples[i] for i in index_t[first]]
+
+
+def chance_levels(setting: str, queries: Sequence[Sample], gallery: Sequence[Sample], ks=(100, 200)) -> dict:
+    """What a random ranking scores on average: the fraction of relevant photos (retrieval) or k / category size."""
+    gallery_labels = np.array([g.label for g in gallery])
+    counts = {label: int((gallery_labels == label).sum()) for label in np.unique(gallery_labels)}
+    if setting == "fg":
+        sizes = np.array([counts[q.label] for q in queries])
+        return {f"Acc@{k}": float(np.mean(np.minimum(k, sizes) / sizes)) for k in (1, 5)}
+    frac = float(np.mean([counts.get(q.label, 0) / len(gallery) for q in queries]))
+    return {"mAP@all": frac, "mAP@200": frac, **{f"P@{k}": frac for k in ks}}
+
+
+def _scores(setting: str, q: torch.Tensor, qs: list[Sample], g: torch.Tensor, gs: list[Sample]) -> dict:
+    q_labels = [s.label for s in qs]
+    g_labels = [s.label for s in gs]
+    if setting == "fg":  # a sketch whose paired photo was unreadable has nothing to find: drop it
+        paired = {(s.label, s.instance) for s in gs}
+        keep = [i for i, s in enumerate(qs) if (s.label, s.instance) in paired]
+        q, qs, q_labels = q[keep], [qs[i] for i in keep], [q_labels[i] for i in keep]
+        result = fg_accuracy(q, [s.instance for s in qs], g, [s.instance for s in gs], q_labels, g_labels)
+        return {"metrics": {f"Acc@{k}": result[f"acc@{k}"] for k in (1, 5)}, "per_class": {}}
+    result = retrieval_metrics(q, q_labels, g, g_labels, ks=(100, 200), map_at=(200,))
+    metrics = {k: result[k] for k in ("mAP@all", "mAP@200", "P@100", "P@200")}
+    return {"metrics": metrics, "per_class": result["ap_per_class"]}
+
+
+def split_for(data: SBIRData, setting: str, gzs_queries: str = "unseen") -> tuple[list[Sample], list[Sample]]:
+    if setting == "zs":
+        return data.zs_split()
+    if setting == "gzs":
+        return data.gzs_split(gzs_queries)
+    if setting == "fg":
+        return data.fg_split()
+    raise ValueError(f"setting must be one of {SETTINGS}, got {setting!r}")
+
+
+def evaluate(model: SpLIP, data: SBIRData, setting: str, baseline: bool = True, batch_size: int = 64,
+             workers: int = 0, gzs_queries: str = "unseen", max_queries: int | None = None, seed: int = 0) -> dict:
+    """Metrics of SpLIP (and its frozen CLIP baseline) for one setting, as fractions in [0, 1]."""
+    queries, gallery = split_for(data, setting, gzs_queries)
+    if max_queries is not None and len(queries) > max_queries:
+        pick = np.sort(np.random.default_rng(seed).choice(len(queries), max_queries, replace=False))
+        queries = [queries[i] for i in pick]
+    report: dict = {"setting": setting, "mode": model.config.inference_mode, "seen": data.seen,
+                    "unseen": data.unseen, "per_class_ap": {}}
+    models = {"splip": model, **({"baseline": model.frozen_baseline()} if baseline else {})}
+    for name, m in models.items():
+        q, qs = embed_samples(m, queries, "sketch", batch_size, workers, f"{name} sketches")
+        g, gs = embed_samples(m, gallery, "photo", batch_size, workers, f"{name} photos")
+        scored = _scores(setting, q, qs, g, gs)
+        report[name] = scored["metrics"]
+        report["per_class_ap"][name] = {data.classes[label]: ap for label, ap in scored["per_class"].items()}
+        report.update(num_queries=len(qs), num_gallery=len(gs))
+    report["chance"] = chance_levels(setting, queries, gallery)
+    return report
+
+
+def format_table(report: dict) -> str:
+    columns = [c for c in ("baseline", "splip", "chance") if c in report]
+    metrics = list(report["splip"])
+    lines = [f"{report['setting'].upper()}  ({report['num_queries']} queries x {report['num_gallery']} photos, "
+             f"{report['mode']} mode)", "metric    " + "".join(f"{c:>10}" for c in columns)]
+    for metric in metrics:
+        lines.append(f"{metric:<10}" + "".join(f"{100 * report[c][metric]:>10.2f}" for c in columns))
+    return "\n".join(lines)
+
+
+def plot_per_class(report: dict, path: str | Path) -> None:
+    """Bar chart of per-class AP, baseline vs SpLIP, unseen classes marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    per_class = report["per_class_ap"]
+    names = sorted(per_class.get("splip", {}), key=lambda n: -per_class["splip"][n])
+    if not names:
+        return
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(names)), 4))
+    if "baseline" in per_class:
+        ax.bar(x - 0.2, [per_class["baseline"][n] for n in names], 0.4, label="frozen CLIP", color="#999999")
+    ax.bar(x + 0.2, [per_class["splip"][n] for n in names], 0.4, label="SpLIP", color="#1f77b4")
+    unseen = set(report.get("unseen", []))
+    ax.set_xticks(x, [f"{n}{' *' if n in unseen else ''}" for n in names], rotation=75, fontsize=7)
+    ax.set_ylabel("AP@all")
+    ax.set_title(f"{report['setting'].upper()}: per-class AP (* = unseen class)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m splip_core.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="checkpoint directory or Hub repo id")
+    p.add_argument("--data", help="dataset root (default for --dataset mini: the model's gallery folder)")
+    p.add_argument("--dataset", required=True, choices=["sketchy", "tuberlin", "quickdraw", "folder", "mini"])
+    p.add_argument("--split", help="zero-shot split name or class-list file")
+    p.add_argument("--setting", choices=SETTINGS, default="zs")
+    p.add_argument("--mode", choices=["faithful", "fast"], help="override the checkpoint's inference mode")
+    p.add_argument("--gzs-queries", choices=["unseen", "all"], default="unseen")
+    p.add_argument("--max-queries", type=int, help="evaluate a seeded random subset of the queries")
+    p.add_argument("--no-baseline", action="store_true", help="skip the frozen CLIP baseline")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", help="write the full report here")
+    p.add_argument("--plot", help="write a per-class AP chart (PNG) here")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    use_all_cores()
+    model = SpLIP.from_pretrained(args.model).to(pick_device(args.device))
+    if args.mode:
+        model.config.inference_mode = args.mode
+    dataset, root = args.dataset, args.data
+    if dataset == "mini":
+        dataset, root = "folder", root or str(Path(args.model) / "gallery")
+    if root is None:
+        raise ValueError("--data is required for this dataset")
+    data = load_dataset(dataset, root, args.split)
+    report = evaluate(model, data, args.setting, baseline=not args.no_baseline, batch_size=args.batch_size,
+                      workers=args.workers, gzs_queries=args.gzs_queries, max_queries=args.max_queries)
+    report.update(model=args.model, dataset=args.dataset)
+    print(format_table(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    if args.plot:
+        plot_per_class(report, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

@@ -1,0 +1,116 @@
+"""The three loss terms: their definitions, the jigsaw permutations, and gradients reaching the prompts."""
+
+import itertools
+
+import pytest
+import torch
+
+from splip_core.losses import (
+    SpLIPLoss,
+    class_loss,
+    max_hamming_permutations,
+    shuffle_tiles,
+    triplet_loss,
+)
+from splip_core.testing import TINY_CLASSES, tiny_model
+
+
+def _batch(n=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % len(TINY_CLASSES)
+    return {
+        "sketch": torch.randn(n, 3, 32, 32, generator=g),
+        "positive": torch.randn(n, 3, 32, 32, generator=g),
+        "negative": torch.randn(n, 3, 32, 32, generator=g),
+        "label": labels,
+        "negative_label": (labels + 1) % len(TINY_CLASSES),
+    }
+
+
+def test_permutations_are_distinct_far_apart_and_never_the_identity():
+    perms = max_hamming_permutations(3, 100, seed=0)
+    assert perms.shape == (100, 9)
+    assert len({tuple(p.tolist()) for p in perms}) == 100
+    assert all(sorted(p.tolist()) == list(range(9)) for p in perms)
+    assert not (perms == torch.arange(9)).all(1).any()
+    dist = (perms[:, None] != perms[None]).sum(-1) + torch.eye(100, dtype=torch.long) * 99
+    assert dist.min() >= 5  # greedy max-Hamming; random sets of 100 typically have pairs at distance 2
+    assert torch.equal(perms, max_hamming_permutations(3, 100, seed=0))
+    assert len(max_hamming_permutations(2, 100)) == 23  # 4! - identity
+
+
+def test_shuffling_tiles_round_trips_with_the_inverse_permutation():
+    pixels = torch.randn(5, 3, 32, 32)
+    perms = max_hamming_permutations(3, 5, seed=1)
+    shuffled = shuffle_tiles(pixels, perms, 3)
+    assert not torch.equal(shuffled, pixels)
+    inverse = torch.argsort(perms, dim=1)
+    assert torch.equal(shuffle_tiles(shuffled, inverse, 3), pixels)
+    # tile 0 of the output is input tile perms[0]; the 2-pixel border (32 = 3 * 10 + 2) is untouched
+    r, c = divmod(int(perms[0, 0]), 3)
+    assert torch.equal(shuffled[0, :, :10, :10], pixels[0, :, r * 10 : r * 10 + 10, c * 10 : c * 10 + 10])
+    assert torch.equal(shuffled[:, :, 30:, :], pixels[:, :, 30:, :])
+
+
+def test_triplet_loss_is_a_hinge_on_cosine_distances():
+    a = torch.tensor([[1.0, 0.0]])
+    p = torch.tensor([[1.0, 0.0]])
+    n = torch.tensor([[0.0, 1.0]])
+    assert triplet_loss(a, p, n, torch.tensor([0.5])).item() == 0.0  # d(a,p)=0, d(a,n)=1: satisfied
+    assert triplet_loss(a, n, p, torch.tensor([0.5])).item() == pytest.approx(1.5)
+
+
+def test_class_loss_accepts_shared_or_per_image_class_text():
+    feats = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
+    text = torch.nn.functional.normalize(torch.randn(1, 5, 8), dim=-1)
+    labels = torch.tensor([0, 2, 4])
+    shared = class_loss(feats, text, labels, 0.1)
+    per_image = class_loss(feats, text.expand(3, -1, -1), labels, 0.1)
+    assert shared.item() == pytest.approx(per_image.item(), abs=1e-6)
+    expected = torch.nn.functional.cross_entropy(feats @ text[0].T / 0.1, labels)
+    assert shared.item() == pytest.approx(expected.item(), abs=1e-6)
+
+
+def test_adaptive_margin_is_the_cosine_of_class_texts_and_fixed_for_same_class_pairs():
+    model = tiny_model()
+    loss = SpLIPLoss(model, TINY_CLASSES)
+    text = model.frozen_baseline().encode_text(TINY_CLASSES, "photo")
+    margins = loss.margins(torch.tensor([0, 1, 2]), torch.tensor([1, 1, 5]))
+    assert margins[0].item() == pytest.approx(float(text[0] @ text[1]), abs=1e-5)
+    assert margins[1].item() == pytest.approx(model.config.fixed_margin)
+    fixed = SpLIPLoss(tiny_model(adaptive_margin=False), TINY_CLASSES)
+    assert torch.allclose(fixed.margins(torch.tensor([0, 1]), torch.tensor([1, 2])), torch.tensor([0.2, 0.2]))
+
+
+@pytest.mark.parametrize("term", ["triplet", "class", "jigsaw"])
+def test_each_term_alone_sends_gradient_to_the_prompt_generators(term):
+    flags = {"use_triplet": term == "triplet", "use_class_loss": term == "class", "use_jigsaw": term == "jigsaw"}
+    model = tiny_model(**flags).train()
+    loss_fn = SpLIPLoss(model, TINY_CLASSES)
+    terms = loss_fn(model, _batch(), torch.Generator().manual_seed(0))
+    assert terms[term].item() > 0
+    assert terms["total"].item() == pytest.approx(
+        {"triplet": 1.0, "class": model.config.alpha, "jigsaw": model.config.beta}[term] * terms[term].item()
+    )
+    terms["total"].backward()
+    for module in ("b_t", "b_v", "b_vt"):
+        grads = [p.grad for p in getattr(model, module).parameters()]
+        assert any(g is not None and g.abs().sum() > 0 for g in grads), (term, module)
+    if term == "jigsaw":
+        assert all(p.grad is not None for p in loss_fn.solver.parameters())
+
+
+def test_a_few_steps_lower_the_total_loss():
+    model = tiny_model().train()
+    loss_fn = SpLIPLoss(model, TINY_CLASSES)
+    params = [p for p in itertools.chain(model.parameters(), loss_fn.parameters()) if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=3e-3)
+    batch = _batch(4)
+    losses = []
+    for _ in range(8):
+        terms = loss_fn(model, batch, torch.Generator().manual_seed(0))
+        optimizer.zero_grad()
+        terms["total"].backward()
+        optimizer.step()
+        losses.append(terms["total"].item())
+    assert losses[-1] < 0.8 * losses[0], losses
