@@ -1,0 +1,58 @@
+"""Start the SpLIP sketch-search demo (`python app.py --help`); also what a Hugging Face Space runs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+MAX_TOP_K = 50  # = demo.handlers.MAX_K, not imported: --offline must set HF_HUB_OFFLINE before huggingface_hub loads
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Draw a sketch and see the top-k photos found by SpLIP and by the frozen CLIP baseline.")
+    parser.add_argument("--model", metavar="REPO_OR_DIR", default=os.environ.get("SPLIP_MODEL"),
+                        help="SpLIP checkpoint: a folder or a Hugging Face Hub repo id (default: $SPLIP_MODEL, "
+                             "else the offline world in weights/mini). One that cannot be loaded falls back to "
+                             "the offline world, with a notice in the UI.")
+    parser.add_argument("--gallery", metavar="DIR",
+                        help="folder of photos to search; class sub-folders become labels, loose photos are fine, "
+                             "non-images are skipped (default: the offline world's test photos)")
+    parser.add_argument("--offline", action="store_true",
+                        help="no network: load --model only from disk or the local Hugging Face cache")
+    parser.add_argument("--share", action="store_true",
+                        help="also open a public gradio.live link (if the share server cannot be reached, the app "
+                             "says so and serves locally)")
+    parser.add_argument("--host", metavar="H", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="address to listen on; 0.0.0.0 for every interface (default: %(default)s)")
+    parser.add_argument("--port", metavar="P", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
+                        help="port to listen on (default: %(default)s)")
+    parser.add_argument("--top-k", metavar="K", type=int, default=10,
+                        help=f"photos shown per search, 1-{MAX_TOP_K}; changeable in the UI (default: %(default)s)")
+    parser.add_argument("--cache-dir", metavar="DIR", default=os.environ.get("SPLIP_CACHE_DIR"),
+                        help="where gallery embeddings and uploads are kept (default: $SPLIP_CACHE_DIR, else "
+                             "~/.cache/splip/demo)")
+    args = parser.parse_args(argv)
+    if not 1 <= args.top_k <= MAX_TOP_K:
+        parser.error(f"--top-k must be between 1 and {MAX_TOP_K}, got {args.top_k}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    if args.offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"  # read before huggingface_hub is imported below
+    from demo import DemoState, build_app
+    from demo.server import serve
+
+    try:
+        state = DemoState.create(args.model, args.gallery, offline=args.offline, cache_dir=args.cache_dir,
+                                 top_k=args.top_k)
+    except FileNotFoundError as err:
+        raise SystemExit(f"error: {err}") from None
+    serve(build_app(state), state, args.host, args.port, args.share)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,344 @@
+"""What the demo does, as plain functions over a `DemoState`: a canvas becomes ranked photos for SpLIP and the
+frozen CLIP baseline (captions, seen/unseen badges, category guess, precision), uploads become galleries, and the
+shipped evaluation becomes the About tab. No Gradio here, so all of it is tested without a server or browser.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from PIL import Image, ImageOps
+
+from splip_core import InvalidImageError, is_blank, load_image
+from splip_core.gallery import EmptyGalleryError, Hit
+
+from .gallery import UploadError, prepare_upload
+from .state import MODES, DemoState, Example, Progress, SearchSpace, build_space, display_name, name_key
+
+HINT = "✏ Draw something on the canvas (or click an example sketch below) and the closest photos appear here."
+MAX_K = 50
+CLIP_LOGIT_SCALE = 100.0  # CLIP's trained temperature, turns cosine scores into class probabilities
+CANVAS_SIZE = 512
+
+
+class BadQuery(ValueError):
+    """A query that cannot be searched; the message is written for the visitor."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the canvas
+def _rgba(image) -> Image.Image:
+    return image.convert("RGBA") if isinstance(image, Image.Image) else Image.open(image).convert("RGBA")
+
+
+def crop_to_ink(image: Image.Image, margin: float = 0.1, ink_threshold: int = 200) -> Image.Image:
+    """The drawing cropped to its strokes plus `margin`, centred on a white square: a small doodle in a corner of
+    the canvas then looks like the centred, frame-filling sketches the model was trained on."""
+    gray = np.asarray(image.convert("L"))
+    ys, xs = np.nonzero(gray < ink_threshold)
+    if len(ys) == 0:
+        return image
+    piece = image.crop((int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1))
+    side = int(max(piece.size) * (1 + 2 * margin)) + 1
+    square = Image.new("RGB", (side, side), "white")
+    square.paste(piece, ((side - piece.width) // 2, (side - piece.height) // 2))
+    return square
+
+
+def canvas_image(value) -> Image.Image | None:
+    """The drawing as an RGB image on white, cropped to its strokes, or None for an empty or blank canvas.
+
+    `value` is the Sketchpad's dict (its `composite`, else `background` under `layers`) or an image / path.
+    Raises InvalidImageError for something that is not a usable image.
+    """
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        image = value.get("composite")
+        if image is None:
+            parts = [p for p in [value.get("background"), *(value.get("layers") or [])] if p is not None]
+            if not parts:
+                return None
+            image = Image.new("RGBA", _rgba(parts[0]).size, "white")
+            for part in parts:
+                image.alpha_composite(_rgba(part).resize(image.size))
+    else:
+        image = value
+    image = load_image(image)
+    return None if is_blank(image) else crop_to_ink(image)
+
+
+def example_canvas(example: Example, size: int = CANVAS_SIZE) -> dict:
+    """An example sketch as a Sketchpad value: scaled to fit a white `size` square, as the background to draw on."""
+    sketch = ImageOps.contain(load_image(example.path), (size, size))
+    canvas = Image.new("RGB", (size, size), "white")
+    canvas.paste(sketch, ((size - sketch.width) // 2, (size - sketch.height) // 2))
+    return {"background": canvas, "layers": [], "composite": canvas}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# search
+@dataclass
+class Outcome:
+    """One search: both rankings, the category guess (all categories, best first) and the view's note."""
+
+    splip: list[Hit]
+    baseline: list[Hit]
+    guess: list[tuple[str, float]]
+    note: str
+
+
+def guess_categories(space: SearchSpace, vector: np.ndarray) -> list[tuple[str, float]]:
+    """Zero-shot classification of the sketch over every category name: (name, probability), best first."""
+    logits = CLIP_LOGIT_SCALE * (space.text_vectors @ vector)
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    return [(space.categories[i], float(probs[i])) for i in np.argsort(-probs, kind="stable")]
+
+
+def run_search(state: DemoState, space: SearchSpace, image: Image.Image, mode: str, k: int,
+               category: str | None = None) -> Outcome:
+    """Encode the sketch with SpLIP and with the baseline, and rank the mode's view of the gallery with each.
+
+    FG ranks the photos of `category` (when the gallery has it), else of the best guessed category it has.
+    """
+    if mode not in MODES:
+        raise BadQuery(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    k = max(1, min(int(k), MAX_K))
+    query = state.model.encode_sketch(image).numpy()[0]
+    query_base = state.baseline.encode_sketch(image).numpy()[0]
+    guess = guess_categories(space, query)
+    label = None
+    if mode == "FG":
+        candidates = ([category] if category else []) + [name for name, _ in guess]
+        label = next((space.label_for(c) for c in candidates if space.label_for(c)), None)
+    splip, base, note = space.view(mode, label)
+    return Outcome(splip.search(query, k), base.search(query_base, k), guess, note)
+
+
+def api_search(state: DemoState, sketch, mode: str = "GZS", k: int | None = None) -> list[dict]:
+    """The `/search` endpoint: the ranked photos of the app's gallery as plain data; [] for a blank canvas."""
+    try:
+        image = canvas_image(sketch)
+    except InvalidImageError as err:
+        raise BadQuery(f"the sketch is not a usable image: {err}") from err
+    if image is None:
+        return []
+    if state.space is None:
+        raise BadQuery(state.gallery_note)
+    space = state.space
+    outcome = run_search(state, space, image, mode, state.top_k if k is None else k)
+    return [{"rank": rank, "photo": space.relative(hit.path), "category": None if hit.label is None
+             else display_name(hit.label), "score": round(hit.score, 4),
+             "seen": None if hit.label is None else space.status(hit.label) == "seen"}
+            for rank, hit in enumerate(outcome.splip, 1)]
+
+
+class LatestOnly:
+    """Per visitor session, only the newest search may show its result: an older search that finishes after a
+    newer one has started is dropped, so a slow stroke's result never overwrites the next stroke's."""
+
+    def __init__(self, capacity: int = 10_000):
+        self._tickets = itertools.count(1)
+        self._latest: OrderedDict[str, int] = OrderedDict()
+        self._capacity = capacity
+        self._lock = threading.Lock()
+
+    def start(self, session: str) -> int:
+        with self._lock:
+            ticket = next(self._tickets)
+            self._latest[session] = ticket
+            self._latest.move_to_end(session)
+            while len(self._latest) > self._capacity:
+                self._latest.popitem(last=False)
+            return ticket
+
+    def is_latest(self, session: str, ticket: int) -> bool:
+        with self._lock:
+            return self._latest.get(session, ticket) == ticket
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# what the Search tab shows
+@dataclass
+class SearchView:
+    """Values for the Search tab's outputs. `blank` says the canvas was empty (forget the example's label)."""
+
+    results: list[tuple[str, str]]
+    baseline: list[tuple[str, str]]
+    guess: dict[str, float] | None
+    message: str
+    history: dict
+    summary: str
+    blank: bool = False
+
+
+def caption(space: SearchSpace, hit: Hit, instance: str | None = None) -> str:
+    """"category · score · seen|unseen", with ★ on the photo the sketch was drawn from (FG pair)."""
+    star = "★ " if instance is not None and Path(hit.path).stem == instance else ""
+    if hit.label is None:
+        return f"{star}{Path(hit.path).name} · {hit.score:.3f}"
+    return f"{star}{display_name(hit.label)} · {hit.score:.3f} · {space.status(hit.label)}"
+
+
+def precision(hits: list[Hit], category: str) -> float:
+    """Fraction of the hits whose label is `category`."""
+    return sum(h.label is not None and name_key(h.label) == name_key(category) for h in hits) / max(len(hits), 1)
+
+
+def summary_markdown(history: dict) -> str:
+    """Mean precision of the visitor's labelled queries so far, seen vs unseen categories, SpLIP vs baseline."""
+    if not history:
+        return ("*Pick an example, or say what you are drawing, to see precision for seen vs unseen "
+                "categories here.*")
+    rows = ["| your labelled queries | n | SpLIP P@k | CLIP P@k |", "|---|---|---|---|"]
+    for status in ("seen", "unseen"):
+        group = [r for r in history.values() if r["status"] == status]
+        if group:
+            rows.append(f"| {status} categories | {len(group)} | {np.mean([r['splip'] for r in group]):.2f} | "
+                        f"{np.mean([r['baseline'] for r in group]):.2f} |")
+    return "\n".join(rows)
+
+
+def search_view(state: DemoState, sketch, mode: str, k: int, category: str | None = None,
+                instance: str | None = None, history: dict | None = None, space_key: str | None = None) -> SearchView:
+    """Everything the Search tab shows for one canvas; a blank canvas gives the hint and searches nothing."""
+    history = dict(history or {})
+    space = state.space_for(space_key)
+    try:
+        image = canvas_image(sketch)
+    except InvalidImageError as err:
+        return SearchView([], [], None, f"⚠ That image cannot be searched: {err}", history,
+                          summary_markdown(history))
+    if image is None:
+        return SearchView([], [], None, HINT, history, summary_markdown(history), blank=True)
+    if space is None:
+        return SearchView([], [], None, f"⚠ {state.gallery_note}", history, summary_markdown(history))
+    outcome = run_search(state, space, image, mode, k, category)
+    lines = [outcome.note] if outcome.note else []
+    if category:
+        status = space.status(category)
+        p_splip, p_base = precision(outcome.splip, category), precision(outcome.baseline, category)
+        lines.append(f"Query category **{display_name(category)}** ({status}): precision@{len(outcome.splip)} "
+                     f"SpLIP **{p_splip:.2f}** · CLIP baseline **{p_base:.2f}**")
+        if space.label_for(category) is None:
+            lines.append(f"(this gallery has no photos of {display_name(category)})")
+        history[f"{name_key(category)}|{mode}"] = {"status": status, "splip": p_splip, "baseline": p_base}
+    return SearchView(
+        [(h.path, caption(space, h, instance)) for h in outcome.splip],
+        [(h.path, caption(space, h, instance)) for h in outcome.baseline],
+        {name: p for name, p in outcome.guess[:3]},
+        "  \n".join(lines) or "Say what you are drawing (above) to see precision.",
+        history, summary_markdown(history))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# bring your own gallery
+def index_upload(state: DemoState, files, progress: Progress | None = None) -> tuple[str | None, str]:
+    """Unpack, embed (cached) and register an upload: (the visitor's gallery id or None, a report for them)."""
+    try:
+        prepared = prepare_upload(files, state.upload_dir, state.limits)
+    except UploadError as err:
+        return None, f"⚠ **Upload refused:** {err}."
+    try:
+        space = build_space("your upload", prepared.root, state.model, state.baseline, state.split,
+                            state.gallery_cache(None), progress)
+    except EmptyGalleryError as err:
+        return None, f"⚠ {err}"
+    key = state.user_spaces.add(space, prepared.folder)
+    skipped = prepared.skipped + space.splip.skipped
+    report = [f"✔ Indexed **{space.describe()}**. Searches in this browser tab now use it."]
+    if skipped:
+        report.append(f"Skipped {len(skipped)} file{'s' * (len(skipped) != 1)}:")
+        report += [f"- {reason}" for _, reason in skipped[:10]]
+        if len(skipped) > 10:
+            report.append(f"- … and {len(skipped) - 10} more")
+    return key, "\n".join(report)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the About tab
+SETTING_TITLES = {"zs": "ZS: unseen categories only", "gzs": "GZS: seen and unseen categories",
+                  "fg": "FG: the photo a sketch was drawn from"}
+METHOD_NAMES = {"baseline": "frozen CLIP", "splip": "SpLIP", "chance": "chance"}
+
+
+def _fmt(value) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def evaluation_markdown(evaluation: dict | None, note: str = "") -> str:
+    """The shipped evaluation as one table per setting (rows: baseline, SpLIP, chance)."""
+    if not evaluation or not evaluation.get("settings"):
+        return note or "No evaluation shipped with this model."
+    out = []
+    for key, results in evaluation["settings"].items():
+        metrics = list(dict.fromkeys(m for scores in results.values() for m in scores))
+        out += [f"**{SETTING_TITLES.get(key, key)}**", "", "| | " + " | ".join(metrics) + " |",
+                "|---" * (len(metrics) + 1) + "|"]
+        for method, scores in results.items():
+            cells = " | ".join(_fmt(scores.get(m, "–")) for m in metrics)
+            out.append(f"| {METHOD_NAMES.get(method, method)} | {cells} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def ap_figure(evaluation: dict | None) -> Figure | None:
+    """Per-category AP, SpLIP against the frozen CLIP baseline (a dot above the diagonal is a category SpLIP
+    improves), coloured seen/unseen, beside the mean AP of each group."""
+    per_class = (evaluation or {}).get("per_class_ap") or {}
+    base, splip = per_class.get("baseline") or {}, per_class.get("splip") or {}
+    classes = [c for c in splip if c in base]
+    if not classes:
+        return None
+    unseen = {name_key(c) for c in evaluation.get("unseen", [])}
+    groups = {"seen": [c for c in classes if name_key(c) not in unseen],
+              "unseen": [c for c in classes if name_key(c) in unseen]}
+    colours = {"seen": "#1f77b4", "unseen": "#ff7f0e"}
+    fig = Figure(figsize=(10, 4.2), layout="constrained")
+    scatter, bars = fig.subplots(1, 2, width_ratios=[1.4, 1])
+    for group, names in groups.items():
+        if names:
+            scatter.scatter([base[c] for c in names], [splip[c] for c in names], s=18, alpha=0.75,
+                            color=colours[group], label=f"{group} ({len(names)})")
+    scatter.plot([0, 1], [0, 1], color="grey", lw=1, ls="--")
+    scatter.set(xlim=(0, 1), ylim=(0, 1), xlabel="frozen CLIP AP", ylabel="SpLIP AP",
+                title="AP per category (above the line: SpLIP better)")
+    scatter.legend(loc="lower right")
+    present = [g for g in groups if groups[g]]
+    x = np.arange(len(present))
+    for offset, (method, values, hatch) in zip((-0.2, 0.2), (("frozen CLIP", base, "//"), ("SpLIP", splip, "")),
+                                               strict=True):
+        means = [np.mean([values[c] for c in groups[g]]) for g in present]
+        bars.bar(x + offset, means, 0.4, color=[colours[g] for g in present], hatch=hatch, edgecolor="black",
+                 label=method)
+        for xi, m in zip(x + offset, means, strict=True):
+            bars.text(xi, m + 0.01, f"{m:.2f}", ha="center", fontsize=9)
+    bars.set(xticks=x, xticklabels=[f"{g} categories" for g in present], ylim=(0, 1), ylabel="mean AP",
+             title="Mean AP, seen vs unseen")
+    bars.legend(loc="upper right")
+    return fig
+
+
+def about_markdown(state: DemoState) -> str:
+    """What the model is, where seen/unseen comes from, and how to call the API."""
+    c = state.model.config
+    lines = [f"### {state.model_name}", "",
+             f"- Backbone `{c.backbone}` (frozen), prompts learnt on **{len(c.seen_classes)} seen categories**; "
+             "every other category is *unseen* (never used to train the prompts).",
+             f"- Inference mode `{c.inference_mode}`; weights fingerprint `{state.model.fingerprint()}` (the key of "
+             "the on-disk embedding cache).",
+             "- The right-hand column ranks the same gallery with the same CLIP, prompts off: the frozen baseline.",
+             *(f"- ⚠ {n}" for n in state.notices), "",
+             "**API** (what the *Search* button does, as data):", "",
+             "```python\nfrom gradio_client import Client, handle_file\nclient = Client(URL)\n"
+             "sketch = {\"background\": None, \"layers\": [], \"composite\": handle_file(\"sketch.png\")}\n"
+             "hits = client.predict(sketch, \"GZS\", 10, api_name=\"/search\")\n"
+             "# [{'rank': 1, 'photo': 'cat/x.jpg', 'category': 'cat', 'score': 0.41, 'seen': True}, ...]\n```"]
+    return "\n".join(lines)

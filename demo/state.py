@@ -1,0 +1,372 @@
+"""What the demo serves, loaded once at startup: the model (with its fallbacks), the frozen CLIP baseline that
+shares its backbone, galleries indexed by both, and what the offline world ships (example sketches, evaluation).
+
+Gallery embeddings go through `splip_core`'s on-disk cache, keyed by file content and each model's fingerprint
+and inference mode, so a restart re-embeds nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import shutil
+import tempfile
+import threading
+import uuid
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from splip_core import SpLIP
+from splip_core.gallery import EmptyGalleryError, Gallery
+from splip_core.preprocess import IMAGE_SUFFIXES
+from splip_core.testing import tiny_model
+
+from .gallery import UploadLimits, check_gallery_dir
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MINI_DIR = REPO_ROOT / "weights" / "mini"
+MODES = ("ZS", "GZS", "FG")
+Progress = Callable[[float, str], None]
+
+
+def display_name(label: str) -> str:
+    """A class folder name as people read it ("hot_air_balloon" -> "hot air balloon")."""
+    return label.replace("_", " ").strip()
+
+
+def name_key(label: str) -> str:
+    """What two spellings of one class ("Hot_air_balloon", "hot air balloon") have in common."""
+    return display_name(label).lower()
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the model
+@dataclass
+class LoadedModel:
+    """The model, how the UI names it, its local folder (evaluation.json lives there) and what went wrong."""
+
+    model: SpLIP
+    name: str
+    directory: Path | None
+    notices: list[str]
+
+
+def load_model(ref: str | None, offline: bool = False, mini_dir: Path = MINI_DIR) -> LoadedModel:
+    """`ref` (a checkpoint folder or Hub repo id); when it is None or cannot be loaded, the offline world in
+    `mini_dir`; when that is missing too, a random tiny model. Every fallback leaves a notice for the UI."""
+    notices = []
+    if ref is not None:
+        try:
+            model = SpLIP.from_pretrained(ref, local_files_only=offline)
+            return LoadedModel(model, ref, Path(ref) if Path(ref).is_dir() else None, notices)
+        except (ValueError, OSError, RuntimeError) as err:  # CheckpointError, ConfigError, BackboneError included
+            notices.append(f"Could not load the model `{ref}` ({err}). Using the offline world instead.")
+    if (mini_dir / "config.json").is_file():
+        try:
+            return LoadedModel(SpLIP.from_pretrained(mini_dir), f"offline world ({_shown(mini_dir)})", mini_dir,
+                               notices)
+        except (ValueError, OSError, RuntimeError) as err:
+            notices.append(f"The offline world in {_shown(mini_dir)} could not be loaded ({err}).")
+    else:
+        notices.append(f"Offline world not built yet ({_shown(mini_dir)} missing): running a random tiny model, "
+                       "so the rankings are meaningless.")
+    return LoadedModel(tiny_model(), "random tiny model (splip_core.testing)", None, notices)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Which categories trained the prompts (seen) and which did not: the model's seen classes plus split.json."""
+
+    seen: frozenset[str]
+    unseen_names: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, model: SpLIP, split_file: Path | None = None) -> Split:
+        seen, unseen = list(model.config.seen_classes), []
+        if split_file is not None and split_file.is_file():
+            data = json.loads(split_file.read_text(encoding="utf-8"))
+            seen += data.get("seen", [])
+            unseen = [u for u in data.get("unseen", []) if name_key(u) not in {name_key(s) for s in seen}]
+        return cls(frozenset(name_key(s) for s in seen), tuple(display_name(u) for u in unseen))
+
+    def status(self, label: str | None) -> str | None:
+        """"seen", "unseen", or None for an unlabelled photo."""
+        if label is None:
+            return None
+        return "seen" if name_key(label) in self.seen else "unseen"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# galleries
+class SearchSpace:
+    """One photo folder indexed by SpLIP and by the frozen CLIP baseline (same photos, same order), with the
+    category names and text vectors for guessing what a sketch shows, and the ZS / GZS / FG views."""
+
+    def __init__(self, name: str, root: Path, splip: Gallery, baseline: Gallery, split: Split,
+                 categories: list[str], text_vectors: np.ndarray):
+        if [i.path for i in splip.items] != [i.path for i in baseline.items]:
+            raise ValueError("SpLIP and baseline galleries hold different photos")
+        self.name, self.root, self.splip, self.baseline, self.split = name, root, splip, baseline, split
+        self.categories, self.text_vectors = categories, text_vectors
+        self._views: dict[tuple, tuple[Gallery, Gallery]] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.splip)
+
+    @property
+    def labels(self) -> list[str]:
+        return self.splip.labels
+
+    def status(self, label: str | None) -> str | None:
+        return self.split.status(label)
+
+    def label_for(self, category: str) -> str | None:
+        """The gallery's own label (folder name) for a category name, if it has photos of it."""
+        return next((lab for lab in self.labels if name_key(lab) == name_key(category)), None)
+
+    def relative(self, path: str) -> str:
+        try:
+            return Path(path).relative_to(self.root).as_posix()
+        except ValueError:
+            return Path(path).name
+
+    def view(self, mode: str, label: str | None = None) -> tuple[Gallery, Gallery, str]:
+        """(SpLIP gallery, baseline gallery, a note) for a mode: ZS = unseen categories only, GZS = everything,
+        FG = the photos of `label` (instance-level ranking within one category)."""
+        if mode == "GZS":
+            return self.splip, self.baseline, ""
+        if mode == "ZS":
+            labels = tuple(lab for lab in self.labels if self.status(lab) == "unseen")
+            if not labels:
+                return self.splip, self.baseline, "This gallery has no unseen categories: ZS shows all photos."
+            note = f"ZS: searching only the {len(labels)} unseen categories."
+        elif mode == "FG":
+            if label is None:
+                return self.splip, self.baseline, "FG: no labels in this gallery, so ranking every photo."
+            labels = (label,)
+            note = f"FG: ranking the photos of **{display_name(label)}** instance by instance."
+        else:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        with self._lock:
+            if labels not in self._views:
+                self._views[labels] = (self.splip.restrict(labels), self.baseline.restrict(labels))
+            return (*self._views[labels], note)
+
+    def describe(self) -> str:
+        statuses = [self.status(lab) for lab in self.labels]
+        unlabelled = sum(item.label is None for item in self.splip.items)
+        parts = [f"{len(self)} photos", f"{len(self.labels)} categories ({statuses.count('seen')} seen / "
+                                        f"{statuses.count('unseen')} unseen)"]
+        if unlabelled:
+            parts.append(f"{unlabelled} unlabelled")
+        if self.splip.skipped:
+            parts.append(f"{len(self.splip.skipped)} files skipped ({self.splip.n_non_image} not images)")
+        return f"{self.name}: " + ", ".join(parts)
+
+
+def _text_vectors(model: SpLIP, names: list[str]) -> tuple[list[str], np.ndarray]:
+    """Sketch-prompt text vectors for category names; a name too long for the text encoder is left out."""
+    try:
+        return names, model.encode_text(names, "sketch").numpy()
+    except ValueError:
+        kept = []
+        for name in names:
+            try:
+                kept.append((name, model.encode_text([name], "sketch").numpy()[0]))
+            except ValueError:
+                log.warning("category %r is too long for the text encoder; it is left out of the guesses", name)
+        return [n for n, _ in kept], np.stack([v for _, v in kept])
+
+
+def build_space(name: str, root: Path, model: SpLIP, baseline: SpLIP, split: Split, cache_dir: Path | None,
+                progress: Progress | None = None) -> SearchSpace:
+    """Index `root` with both models (cached embeddings are reused) and prepare the category guesses.
+
+    Raises EmptyGalleryError when the folder holds no usable photo.
+    """
+    galleries = []
+    for step, (who, encoder) in enumerate((("SpLIP", model), ("CLIP baseline", baseline))):
+        def report(done: int, total: int, step=step, who=who) -> None:
+            if progress is not None:
+                progress((step + done / max(total, 1)) / 2, f"embedding photos for {who}: {done}/{total}")
+
+        galleries.append(Gallery.from_folder(
+            root, lambda images, enc=encoder: enc.encode_photo(images).numpy(), encoder.fingerprint(),
+            encoder.config.inference_mode, cache_dir=cache_dir, progress=progress is None,
+            progress_callback=report))
+    splip, base = galleries
+    names = sorted({display_name(lab) for lab in splip.labels} | set(split.unseen_names)
+                   | {display_name(s) for s in model.config.seen_classes}, key=str.lower)
+    categories, vectors = _text_vectors(model, names)
+    return SearchSpace(name, root, splip, base, split, categories, vectors)
+
+
+class SpaceRegistry:
+    """Galleries uploaded by visitors, by id; the oldest is dropped (with its files) beyond `capacity`."""
+
+    def __init__(self, capacity: int = 16):
+        self.capacity = capacity
+        self._spaces: OrderedDict[str, tuple[SearchSpace, Path]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, space: SearchSpace, folder: Path) -> str:
+        """Register `space` (whose photos live in `folder`) and return its id."""
+        key = uuid.uuid4().hex
+        with self._lock:
+            self._spaces[key] = (space, folder)
+            while len(self._spaces) > self.capacity:
+                _, (_, old_folder) = self._spaces.popitem(last=False)
+                shutil.rmtree(old_folder, ignore_errors=True)
+        return key
+
+    def get(self, key: str | None) -> SearchSpace | None:
+        with self._lock:
+            entry = self._spaces.get(key) if key else None
+        return None if entry is None else entry[0]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# what the offline world ships
+@dataclass(frozen=True)
+class Example:
+    """An example sketch: its file, class label, the instance it was drawn from (FG pair) and seen/unseen."""
+
+    path: Path
+    label: str
+    instance: str
+    status: str
+
+    @property
+    def caption(self) -> str:
+        return f"{display_name(self.label)} · {self.status}"
+
+
+def find_examples(sketch_root: Path, split: Split, per_group: int = 4) -> list[Example]:
+    """Up to `per_group` seen and `per_group` unseen example sketches, one per class, classes spread evenly."""
+    if not sketch_root.is_dir():
+        return []
+    groups: dict[str, list[Example]] = {"seen": [], "unseen": []}
+    for folder in sorted(p for p in sketch_root.iterdir() if p.is_dir()):
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if files:
+            status = split.status(folder.name)
+            groups[status].append(Example(files[0], folder.name, re.sub(r"-\d+$", "", files[0].stem), status))
+    chosen = []
+    for group in groups.values():
+        step = max(len(group) / per_group, 1)
+        chosen += [group[int(i * step)] for i in range(min(per_group, len(group)))]
+    return chosen
+
+
+def load_evaluation(directory: Path | None) -> tuple[dict | None, str]:
+    """evaluation.json of the model folder, or None with the reason the About tab shows."""
+    if directory is None or not (directory / "evaluation.json").is_file():
+        return None, "No evaluation shipped with this model (evaluation.json missing)."
+    try:
+        data = json.loads((directory / "evaluation.json").read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return data, ""
+    except (OSError, ValueError) as err:
+        return None, f"The shipped evaluation.json could not be read ({err})."
+
+
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass
+class DemoState:
+    """Everything the handlers need, shared by all visitors (read-only after startup except `user_spaces`)."""
+
+    model: SpLIP
+    baseline: SpLIP
+    model_name: str
+    split: Split
+    space: SearchSpace | None
+    gallery_note: str
+    examples: list[Example]
+    evaluation: dict | None
+    evaluation_note: str
+    cache_dir: Path
+    upload_dir: Path
+    top_k: int = 10
+    limits: UploadLimits = field(default_factory=UploadLimits)
+    notices: list[str] = field(default_factory=list)
+    user_spaces: SpaceRegistry = field(default_factory=SpaceRegistry)
+
+    @classmethod
+    def create(cls, model_ref: str | None = None, gallery: str | Path | None = None, offline: bool = False,
+               cache_dir: str | Path | None = None, top_k: int = 10, mini_dir: Path = MINI_DIR,
+               limits: UploadLimits | None = None) -> DemoState:
+        """Load the model (falling back as `load_model` says), index the gallery and find the shipped extras.
+
+        The gallery is `gallery`, else the offline world's test photos. Uploads go to a fresh temporary folder,
+        removed when the app exits.
+        """
+        gallery = check_gallery_dir(gallery) if gallery is not None else None
+        loaded = load_model(model_ref, offline, mini_dir)
+        has_world = loaded.directory is not None and (loaded.directory / "gallery").is_dir()
+        world = loaded.directory if has_world else mini_dir
+        split = Split.of(loaded.model, world / "gallery" / "split.json")
+        evaluation, evaluation_note = load_evaluation(loaded.directory)
+        cache_dir = Path(cache_dir if cache_dir is not None else Path.home() / ".cache" / "splip" / "demo")
+        state = cls(model=loaded.model, baseline=loaded.model.frozen_baseline(), model_name=loaded.name,
+                    split=split, space=None, gallery_note="", examples=find_examples(world / "gallery" / "sketch",
+                                                                                     split),
+                    evaluation=evaluation, evaluation_note=evaluation_note, cache_dir=cache_dir.expanduser().resolve(),
+                    upload_dir=Path(tempfile.mkdtemp(prefix="splip-demo-uploads-")).resolve(), top_k=top_k,
+                    limits=limits or UploadLimits(), notices=list(loaded.notices))
+        weakref.finalize(state, shutil.rmtree, state.upload_dir, ignore_errors=True)  # at exit, or when dropped
+        root = gallery if gallery is not None else world / "gallery" / "photo"
+        if not root.is_dir():
+            state.gallery_note = ("No gallery yet: upload photos in the *Your gallery* tab, or start the app with "
+                                  "`--gallery DIR`.")
+            return state
+        try:
+            state.space = build_space(_shown(root), root, state.model, state.baseline, split,
+                                      state.gallery_cache(root))
+        except EmptyGalleryError as err:
+            state.gallery_note = f"{err}. Upload photos in the *Your gallery* tab instead."
+            state.notices.append(str(err))
+        return state
+
+    def gallery_cache(self, root: Path | None) -> Path:
+        """Where a gallery's embeddings are cached: one folder per gallery folder (uploads share one), so that
+        indexing one gallery never drops another's cached embeddings."""
+        if root is None:
+            return self.cache_dir / "embeddings" / "uploads"
+        return self.cache_dir / "embeddings" / hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+
+    def allowed_paths(self) -> list[str]:
+        """The only folders the server may read files from: the gallery, the example sketches and uploads."""
+        paths = [self.upload_dir]
+        if self.space is not None:
+            paths.append(self.space.root)
+        paths += sorted({e.path.parent.parent for e in self.examples})
+        return [str(p) for p in paths]
+
+    def space_for(self, key: str | None) -> SearchSpace | None:
+        """The visitor's uploaded gallery when they have one, else the app's gallery."""
+        return self.user_spaces.get(key) or self.space
+
+    def info_line(self, space: SearchSpace | None) -> str:
+        c = self.model.config
+        model = (f"**Model:** {self.model_name} — `{c.backbone}`, {len(c.seen_classes)} seen classes, "
+                 f"{c.inference_mode} mode, fingerprint `{self.model.fingerprint()}`")
+        gallery = f"**Gallery:** {space.describe()}" if space is not None else f"**Gallery:** none. {self.gallery_note}"
+        return f"{model}  \n{gallery}"

@@ -1,0 +1,147 @@
+"""The Gradio Blocks layout and its event wiring; what each event does lives in `handlers`."""
+
+from __future__ import annotations
+
+import os
+
+import gradio as gr
+from PIL import Image
+
+from . import handlers
+from .handlers import HINT, MAX_K, BadQuery, LatestOnly
+from .state import DemoState, display_name
+
+THEME = gr.themes.Default(font=["sans-serif"], font_mono=["monospace"])  # system fonts: no Google Fonts request
+CSS = "#results .caption-label, #baseline .caption-label { white-space: normal; font-size: 12px; line-height: 1.25; }"
+SEARCH_CONCURRENCY = max(2, os.cpu_count() or 2)  # searches running at once, shared by the UI and the API
+QUEUE_SIZE = 512  # waiting events before new visitors are told the queue is full
+MODE_CHOICES = [("ZS: unseen categories only", "ZS"), ("GZS: all categories", "GZS"),
+                ("FG: photos of one category, instance by instance", "FG")]
+BLANK = {"background": Image.new("RGB", (512, 512), "white"), "layers": [], "composite": None}
+BRUSH = gr.Brush(colors=["#000000"], color_mode="fixed", default_size=6)
+
+
+def build_app(state: DemoState) -> gr.Blocks:
+    """The demo's Blocks (queue configured); launch it with `demo.server.serve`."""
+    latest = LatestOnly()
+    with gr.Blocks(title="SpLIP sketch search", analytics_enabled=False) as app:
+        gr.Markdown("# SpLIP: draw a sketch, find the photo\nPrompts learnt on a frozen CLIP, compared with the "
+                    "frozen CLIP itself, on categories the prompts saw in training (*seen*) and never saw (*unseen*).")
+        info = gr.Markdown(state.info_line(state.space), elem_id="info-line")
+        if state.notices:
+            gr.Markdown("\n".join(f"⚠ {n}  " for n in state.notices), elem_id="notices")
+        space_key, instance, history = gr.State(None), gr.State(None), gr.State({})
+
+        with gr.Tabs():
+            with gr.Tab("Search", id="search"):
+                with gr.Row():
+                    with gr.Column(scale=2, min_width=340):
+                        sketch = gr.Sketchpad(BLANK, type="pil", image_mode="RGBA", canvas_size=(512, 512), brush=BRUSH,
+                                              layers=False, height=600, label="Your sketch", elem_id="sketchpad")
+                        gr.Markdown("Black brush: set its width under the brush tool (left); undo, redo and clear "
+                                    "are at the top right.", elem_classes="tool-hint")
+                        search_button = gr.Button("Search", variant="primary", elem_id="search-button")
+                        mode = gr.Radio(MODE_CHOICES, value="GZS", label="Gallery", elem_id="mode")
+                        top_k = gr.Slider(1, MAX_K, value=state.top_k, step=1, label="top-k", elem_id="top-k")
+                        category = gr.Dropdown(state.space.categories if state.space else [], value=None,
+                                               allow_custom_value=True, elem_id="category",
+                                               label="What are you drawing? (optional: shows precision)")
+                        message = gr.Markdown(HINT, elem_id="message")
+                        guess = gr.Label(num_top_classes=3, label="The model's guess (zero-shot over all "
+                                         "category names)", elem_id="guess")
+                    with gr.Column(scale=3):
+                        with gr.Row():
+                            results = gr.Gallery(label="SpLIP", columns=2, allow_preview=False, height="auto",
+                                                 object_fit="contain", elem_id="results")
+                            baseline = gr.Gallery(label="Frozen CLIP baseline", columns=2, allow_preview=False,
+                                                  height="auto", object_fit="contain", elem_id="baseline")
+                        summary = gr.Markdown(handlers.summary_markdown({}), elem_id="summary")
+                if state.examples:
+                    examples = gr.Gallery([(str(e.path), e.caption) for e in state.examples], columns=8,
+                                          fit_columns=False, allow_preview=False, height=230, elem_id="examples",
+                                          label="Example sketches from the offline world's test split: click one")
+
+            with gr.Tab("Your gallery", id="upload"):
+                gr.Markdown("Search your own photos: upload images or a .zip. Photos in class folders "
+                            "(`cat/1.jpg`) are labelled by folder; loose photos are fine. Embeddings are cached, "
+                            "so uploading the same photos again is instant.")
+                files = gr.File(file_count="multiple", file_types=["image", ".zip"], elem_id="upload-files",
+                                label=f"Photos or .zip ({state.limits.describe()})")
+                with gr.Row():
+                    index_button = gr.Button("Index these photos", variant="primary")
+                    reset_button = gr.Button("Back to the app's gallery")
+                index_report = gr.Markdown()
+
+            with gr.Tab("About this model", id="about"):
+                gr.Markdown(handlers.about_markdown(state))
+                gr.Markdown(handlers.evaluation_markdown(state.evaluation, state.evaluation_note))
+                figure = handlers.ap_figure(state.evaluation)
+                if figure is not None:
+                    gr.Plot(figure, label="Average precision per category", elem_id="ap-chart")
+
+        search_inputs = [sketch, mode, top_k, category, instance, history, space_key]
+        search_outputs = [results, baseline, guess, message, history, summary, category, instance]
+
+        def run(values, request: gr.Request, from_canvas: bool):
+            session = request.session_hash or ""
+            ticket = latest.start(session)
+            view = handlers.search_view(state, *values)
+            if not latest.is_latest(session, ticket):  # a newer search of this visitor has started: drop this one
+                return [gr.skip()] * len(search_outputs)
+            forget = None if view.blank and from_canvas else gr.skip()  # a cleared canvas starts a new query
+            return view.results, view.baseline, view.guess, view.message, view.history, view.summary, forget, forget
+
+        def on_search(sketch_value, mode_value, k, category_value, instance_value, history_value, key,
+                      request: gr.Request):
+            values = (sketch_value, mode_value, k, category_value, instance_value, history_value, key)
+            return run(values, request, from_canvas=False)
+
+        def on_stroke(sketch_value, mode_value, k, category_value, instance_value, history_value, key,
+                      request: gr.Request):
+            values = (sketch_value, mode_value, k, category_value, instance_value, history_value, key)
+            return run(values, request, from_canvas=True)
+
+        live = {"trigger_mode": "always_last", "concurrency_id": "search", "concurrency_limit": SEARCH_CONCURRENCY,
+                "api_visibility": "private", "show_progress": "minimal"}
+        sketch.input(on_stroke, search_inputs, search_outputs, **live)
+        gr.on([search_button.click, mode.input, top_k.release, category.input], on_search, search_inputs,
+              search_outputs, **live)
+        if state.examples:
+            def pick_example(evt: gr.SelectData):
+                example = state.examples[evt.index]
+                return handlers.example_canvas(example), display_name(example.label), example.instance
+
+            examples.select(pick_example, None, [sketch, category, instance], api_visibility="private").then(
+                on_search, search_inputs, search_outputs, **live)
+
+        def api(sketch_value, mode_value, k):
+            try:
+                return handlers.api_search(state, sketch_value, mode_value, k)
+            except BadQuery as err:
+                raise gr.Error(str(err)) from err
+
+        api_output = gr.JSON(visible=False)
+        gr.Button(visible=False).click(api, [sketch, mode, top_k], api_output, api_name="search",
+                                       concurrency_id="search", concurrency_limit=SEARCH_CONCURRENCY,
+                                       api_description="Rank the app's gallery for a sketch: a list of {rank, photo, "
+                                       "category, score, seen}, best first; [] for a blank sketch.")
+
+        def index(uploaded, progress=gr.Progress()):  # noqa: B008 (how Gradio injects a progress bar)
+            key, report = handlers.index_upload(state, uploaded, lambda f, d: progress(f, desc=d))
+            if key is None:
+                return gr.skip(), report, gr.skip(), gr.skip(), gr.skip()
+            space = state.space_for(key)
+            return key, report, state.info_line(space), gr.Dropdown(choices=space.categories, value=None), None
+
+        gallery_outputs = [space_key, index_report, info, category, instance]
+        index_button.click(index, files, gallery_outputs, concurrency_id="index", concurrency_limit=1,
+                           api_visibility="private")
+
+        def reset():
+            choices = state.space.categories if state.space else []
+            return None, "Back to the app's gallery.", state.info_line(state.space), gr.Dropdown(
+                choices=choices, value=None), None
+
+        reset_button.click(reset, None, gallery_outputs, api_visibility="private")
+    app.queue(max_size=QUEUE_SIZE, default_concurrency_limit=8)
+    return app

@@ -1,0 +1,115 @@
+"""The demo served on localhost, driven through `gradio_client` and plain HTTP: the `/search` API, concurrent
+clients, which files the server will hand out, the upload size limit, and `--share` without a network."""
+
+from __future__ import annotations
+
+import socket
+from concurrent.futures import ThreadPoolExecutor
+
+import gradio.networking
+import httpx
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image, ImageDraw
+from test_demo_handlers import SEEN, UNSEEN, build_world
+
+from demo import DemoState, build_app
+from demo.gallery import UploadLimits
+from demo.server import serve
+
+K = 4
+pytestmark = pytest.mark.filterwarnings("ignore:(.*no_silent_downcasting|The copy keyword)")  # Gradio's pandas use
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    world = build_world(tmp_path_factory.mktemp("world") / "mini")
+    state = DemoState.create(cache_dir=tmp_path_factory.mktemp("cache"), top_k=K, mini_dir=world,
+                             limits=UploadLimits(max_file_bytes=1024 * 1024))
+    app = build_app(state)
+    url, _ = serve(app, state, "127.0.0.1", free_port(), block=False)
+    yield state, url
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def client(served):
+    return Client(served[1], verbose=False)
+
+
+@pytest.fixture(scope="module")
+def sketches(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sketches")
+    drawn, blank = Image.new("RGB", (512, 512), "white"), Image.new("RGB", (512, 512), "white")
+    ImageDraw.Draw(drawn).line([(150, 150), (300, 330), (350, 160)], fill="black", width=8)
+    drawn.save(folder / "drawn.png")
+    blank.save(folder / "blank.png")
+    return {name: {"background": None, "layers": [], "composite": handle_file(str(folder / f"{name}.png"))}
+            for name in ("drawn", "blank")}
+
+
+def test_search_endpoint_returns_the_ranked_list(client, sketches):
+    assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == {"/search"}
+    rows = client.predict(sketches["drawn"], "GZS", K, api_name="/search")
+    assert [r["rank"] for r in rows] == list(range(1, K + 1))
+    assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
+    for row in rows:
+        folder = row["photo"].split("/")[0]
+        assert folder in SEEN + UNSEEN and row["seen"] == (folder in SEEN)
+    zs = client.predict(sketches["drawn"], "ZS", K, api_name="/search")
+    assert {r["seen"] for r in zs} == {False}
+
+
+def test_blank_sketch_is_an_empty_list_not_an_error(client, sketches):
+    assert client.predict(sketches["blank"], "GZS", K, api_name="/search") == []
+
+
+def test_concurrent_clients_all_get_answers(served, sketches):
+    def query(_):
+        return Client(served[1], verbose=False).predict(sketches["drawn"], "GZS", K, api_name="/search")
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(query, range(6)))
+    assert all(len(a) == K for a in answers) and all(a == answers[0] for a in answers)
+
+
+def test_server_hands_out_only_gallery_and_example_files(served, tmp_path):
+    state, url = served
+    photo = next(state.space.root.rglob("*.jpg"))
+    secret = tmp_path / "secret.png"
+    Image.new("RGB", (4, 4)).save(secret)
+    world = state.space.root.parent.parent
+    assert httpx.get(f"{url}gradio_api/file={photo}").status_code == 200
+    assert httpx.get(f"{url}gradio_api/file={state.examples[0].path}").status_code == 200
+    for path in ("/etc/passwd", __file__, world / "model.safetensors", world / "config.json",
+                 world / "gallery" / "split.json", secret):
+        assert httpx.get(f"{url}gradio_api/file={path}").status_code == 403, path
+
+
+def test_huge_upload_is_refused_naming_the_limit(served):
+    response = httpx.post(f"{served[1]}gradio_api/upload",
+                          files={"files": ("huge.zip", b"\0" * (2 * 1024 * 1024), "application/zip")})
+    assert response.status_code == 413 and "maximum allowed size of 1048576 bytes" in response.text
+
+
+def test_share_without_network_says_so_in_one_line_and_serves_locally(served, monkeypatch, capsys):
+    def no_network(*args, **kwargs):
+        raise RuntimeError("Could not get share link from Gradio API Server.")
+
+    monkeypatch.setattr(gradio.networking, "setup_tunnel", no_network)
+    state = served[0]
+    app = build_app(state)
+    try:
+        url, share_url = serve(app, state, "127.0.0.1", free_port(), share=True, block=False)
+        lines = capsys.readouterr().out.strip().splitlines()
+        assert share_url is None and len(lines) == 2
+        assert lines[1].startswith("* No share link:") and "serving locally" in lines[1]
+        assert httpx.get(url).status_code == 200
+    finally:
+        app.close()

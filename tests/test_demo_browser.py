@@ -1,0 +1,105 @@
+"""The demo in a real browser: Debian's chromium, driven by Playwright, draws on the sketchpad with the mouse and
+checks the captioned results, the mode switch, the clear-canvas hint and the example sketches.
+
+Leaves a screenshot in artifacts/demo-browser.png.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from test_demo_api import free_port
+from test_demo_handlers import PHOTOS_PER_CLASS, UNSEEN, build_world
+
+from demo import DemoState, build_app
+from demo.handlers import HINT
+from demo.server import serve
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+K = 8  # more than the unseen photos, so switching GZS -> ZS visibly shrinks the gallery
+CAPTION = re.compile(r"^★? ?[a-z ]+ · [01]\.\d{3} · (seen|unseen)$")
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is absent: apt-get install -y chromium"),
+    pytest.mark.filterwarnings("ignore:(.*no_silent_downcasting|The copy keyword)"),
+]
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory):
+    world = build_world(tmp_path_factory.mktemp("world") / "mini")
+    state = DemoState.create(cache_dir=tmp_path_factory.mktemp("cache"), top_k=K, mini_dir=world)
+    app = build_app(state)
+    local_url, _ = serve(app, state, "127.0.0.1", free_port(), block=False)
+    yield local_url
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def page(url):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        page.goto(url)
+        page.wait_for_selector("#sketchpad canvas")
+        yield page
+        browser.close()
+
+
+def captions(page, gallery: str) -> list[str]:
+    return page.locator(f"#{gallery} .caption-label").all_inner_texts()
+
+
+def wait_for_captions(page, gallery: str, count: int, also: str = "true") -> list[str]:
+    page.wait_for_function(f"""() => {{
+        const labels = [...document.querySelectorAll('#{gallery} .caption-label')].map(e => e.innerText);
+        return labels.length === {count} && ({also});
+    }}""")
+    return captions(page, gallery)
+
+
+def stroke(page, points) -> None:
+    """One mouse-drawn stroke through `points`, given as fractions of the canvas box from its centre."""
+    box = page.locator("#sketchpad canvas").first.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    scale = min(box["width"], box["height"])
+    page.mouse.move(cx + points[0][0] * scale, cy + points[0][1] * scale)
+    page.mouse.down()
+    for x, y in points[1:]:
+        page.mouse.move(cx + x * scale, cy + y * scale, steps=2)
+    page.mouse.up()
+
+
+def test_drawing_searches_and_the_page_responds(page):
+    stroke(page, [(-0.2, -0.2), (0.05, 0.15), (0.2, -0.15)])
+    stroke(page, [(-0.15, 0.2), (0.15, 0.2)])
+    gzs = wait_for_captions(page, "results", K)
+    assert all(CAPTION.match(c) for c in gzs), gzs
+    assert all(CAPTION.match(c) for c in wait_for_captions(page, "baseline", K))
+    assert len(page.locator("#guess").inner_text().strip()) > 0
+
+    page.get_by_text("ZS: unseen categories only").click()
+    n_unseen = len(UNSEEN) * PHOTOS_PER_CLASS
+    zs = wait_for_captions(page, "results", n_unseen, "labels.every(l => l.endsWith('· unseen'))")
+    assert zs != gzs
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "demo-browser.png"), full_page=True)
+
+    page.locator("#sketchpad button[aria-label='Clear canvas']").click()
+    page.wait_for_function("document.querySelector('#message').innerText.includes('Draw something')")
+    assert HINT.split("(")[0].strip() in page.locator("#message").inner_text()
+    assert captions(page, "results") == []
+
+    page.locator("#examples button.thumbnail-item").last.click()  # an unseen example, with its label known
+    wait_for_captions(page, "results", n_unseen)
+    page.wait_for_function("document.querySelector('#message').innerText.includes('precision@')")
+    assert "(unseen)" in page.locator("#message").inner_text()

@@ -1,0 +1,324 @@
+"""The demo's handlers called directly (no server, no browser): canvas handling, search views and modes, the API's
+data, stale results, model fallbacks, uploads (limits, zip bombs, path traversal), the embedding cache, About tab.
+
+`build_world` writes a fake offline world (tiny random model + generated photos and sketches); the API and browser
+tests import it too.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+import app as app_module
+from demo import handlers
+from demo.gallery import UploadError, UploadLimits, prepare_upload
+from demo.handlers import HINT, BadQuery, LatestOnly, canvas_image, crop_to_ink, search_view
+from demo.state import DemoState, find_examples, load_model
+from splip_core import SpLIP
+from splip_core.testing import tiny_model
+
+SEEN = ["cat", "dog", "apple"]
+UNSEEN = ["hot_air_balloon", "guitar"]
+PHOTOS_PER_CLASS = 3
+
+
+def build_world(root: Path, evaluation: bool = True) -> Path:
+    """A fake weights/mini: tiny model, 3 photos and 1 sketch per class, split.json and evaluation.json."""
+    tiny_model(seed=3, seen_classes=SEEN).save_pretrained(root)
+    rng = np.random.default_rng(0)
+    for c, cls in enumerate(SEEN + UNSEEN):
+        for j in range(PHOTOS_PER_CLASS):
+            box = [8 + 4 * c, 8 + 3 * j, 56 - 2 * j, 56 - 3 * c]
+            photo = Image.new("RGB", (64, 64), tuple(int(v) for v in rng.integers(0, 255, 3)))
+            ImageDraw.Draw(photo).ellipse(box, fill=tuple(int(v) for v in rng.integers(0, 255, 3)))
+            (root / "gallery" / "photo" / cls).mkdir(parents=True, exist_ok=True)
+            photo.save(root / "gallery" / "photo" / cls / f"{cls[:3]}{j}.jpg")
+        sketch = Image.new("RGB", (64, 64), "white")
+        ImageDraw.Draw(sketch).ellipse([8 + 4 * c, 8, 56, 56 - 3 * c], outline="black", width=2)
+        (root / "gallery" / "sketch" / cls).mkdir(parents=True, exist_ok=True)
+        sketch.save(root / "gallery" / "sketch" / cls / f"{cls[:3]}0-1.png")
+    (root / "gallery" / "split.json").write_text(json.dumps({"seen": SEEN, "unseen": UNSEEN}))
+    if evaluation:
+        classes = SEEN + UNSEEN
+        (root / "evaluation.json").write_text(json.dumps({
+            "settings": {"zs": {"baseline": {"mAP@all": 0.2, "P@100": 0.1}, "splip": {"mAP@all": 0.4, "P@100": 0.3},
+                                "chance": {"mAP@all": 0.1, "P@100": 0.1}},
+                         "fg": {"baseline": {"Acc@1": 0.1, "Acc@5": 0.3}, "splip": {"Acc@1": 0.2, "Acc@5": 0.5}}},
+            "per_class_ap": {"baseline": {c: 0.1 * i for i, c in enumerate(classes)},
+                             "splip": {c: 0.15 * i for i, c in enumerate(classes)}},
+            "seen": SEEN, "unseen": UNSEEN}))
+    return root
+
+
+def drawing(size: int = 512, offset: int = 0) -> dict:
+    """A Sketchpad value after a stroke: white background, a transparent layer with black ink (RGB 0 elsewhere)."""
+    layer = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    ImageDraw.Draw(layer).line([(150 + offset, 150), (300, 330), (350 - offset, 160)], fill=(0, 0, 0, 255), width=8)
+    background = Image.new("RGBA", (size, size), "white")
+    return {"background": background, "layers": [layer], "composite": Image.alpha_composite(background, layer)}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    return build_world(tmp_path_factory.mktemp("world") / "mini")
+
+
+@pytest.fixture(scope="module")
+def state(world, tmp_path_factory) -> DemoState:
+    return DemoState.create(cache_dir=tmp_path_factory.mktemp("cache"), top_k=4, mini_dir=world)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# canvas
+@pytest.mark.parametrize("value", [None, {"background": None, "layers": [], "composite": None},
+                                   {"background": Image.new("RGBA", (64, 64), "white"), "layers": [],
+                                    "composite": None},
+                                   {"background": None, "layers": [], "composite": Image.new("RGBA", (64, 64))}])
+def test_empty_or_blank_canvas_is_none(value):
+    assert canvas_image(value) is None
+
+
+def test_canvas_composes_layers_on_white_and_crops_to_the_ink():
+    value = drawing()
+    value["composite"] = None  # only background + layers, as an API client might send
+    image = canvas_image(value)
+    assert image.mode == "RGB" and image.width == image.height < 512
+    gray = np.asarray(image.convert("L"))
+    assert gray[0, 0] == 255 and (gray < 100).any()
+
+
+def test_crop_to_ink_centres_a_small_doodle():
+    canvas = Image.new("RGB", (512, 512), "white")
+    ImageDraw.Draw(canvas).rectangle([10, 10, 40, 30], fill="black")
+    out = crop_to_ink(canvas)
+    ys, xs = np.nonzero(np.asarray(out.convert("L")) < 128)
+    assert out.size[0] == out.size[1] < 60
+    assert abs((ys.min() + ys.max()) / 2 - out.height / 2) <= 1 and abs((xs.min() + xs.max()) / 2 - out.width / 2) <= 1
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# search
+def test_blank_canvas_gives_the_hint_and_searches_nothing(state, monkeypatch):
+    monkeypatch.setattr(handlers, "run_search", lambda *a, **k: pytest.fail("searched a blank canvas"))
+    view = search_view(state, {"background": None, "layers": [], "composite": None}, "GZS", 4)
+    assert view.message == HINT and view.results == [] and view.baseline == [] and view.blank
+
+
+def test_search_returns_k_captioned_results_for_both_models(state):
+    view = search_view(state, drawing(), "GZS", 4)
+    assert len(view.results) == 4 and len(view.baseline) == 4
+    for path, caption in view.results + view.baseline:
+        assert Path(path).is_file()
+        category, score, badge = caption.split(" · ")
+        assert category in {c.replace("_", " ") for c in SEEN + UNSEEN}
+        assert badge == ("seen" if category in SEEN else "unseen") and 0 <= float(score) <= 1
+    scores = [float(c.split(" · ")[1]) for _, c in view.results]
+    assert scores == sorted(scores, reverse=True)
+    assert len(view.guess) == 3 and sum(view.guess.values()) <= 1 + 1e-6
+
+
+def test_modes_change_the_gallery(state):
+    zs = search_view(state, drawing(), "ZS", 10)
+    gzs = search_view(state, drawing(), "GZS", 15)
+    assert len(zs.results) == len(UNSEEN) * PHOTOS_PER_CLASS
+    assert {c.split(" · ")[2] for _, c in zs.results + zs.baseline} == {"unseen"}
+    assert {c.split(" · ")[2] for _, c in gzs.results} == {"seen", "unseen"}
+    assert "unseen categories" in zs.message
+
+
+def test_fg_ranks_one_category_and_stars_the_source_photo(state):
+    view = search_view(state, drawing(), "FG", 10, category="dog", instance="dog1")
+    assert len(view.results) == PHOTOS_PER_CLASS
+    assert {c.split(" · ")[0].lstrip("★ ") for _, c in view.results} == {"dog"}
+    assert next(c for p, c in view.results if Path(p).stem == "dog1").startswith("★ ")
+    unlabelled = search_view(state, drawing(), "FG", 10)  # no label: the best guessed category with photos
+    assert len({c.split(" · ")[0] for _, c in unlabelled.results}) == 1
+
+
+def test_known_label_gives_precision_and_a_seen_unseen_summary(state):
+    view = search_view(state, drawing(), "GZS", 4, category="hot air balloon")
+    assert "**hot air balloon** (unseen): precision@4" in view.message
+    view = search_view(state, drawing(), "GZS", 4, category="cat", history=view.history)
+    rows = view.summary.splitlines()
+    assert any(r.startswith("| seen categories | 1 |") for r in rows)
+    assert any(r.startswith("| unseen categories | 1 |") for r in rows)
+
+
+def test_api_search_returns_plain_ranked_rows(state):
+    rows = handlers.api_search(state, drawing(), "GZS", 5)
+    assert [r["rank"] for r in rows] == [1, 2, 3, 4, 5]
+    assert set(rows[0]) == {"rank", "photo", "category", "score", "seen"}
+    assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
+    for row in rows:
+        folder = row["photo"].split("/")[0]
+        assert row["category"] == folder.replace("_", " ") and row["seen"] == (folder in SEEN)
+    assert handlers.api_search(state, None) == []
+    with pytest.raises(BadQuery, match="mode must be one of"):
+        handlers.api_search(state, drawing(), "XYZ")
+    with pytest.raises(BadQuery, match="not a usable image"):
+        handlers.api_search(state, {"background": None, "layers": [], "composite": b"not an image"})
+
+
+def test_a_stale_result_never_overwrites_a_newer_one():
+    latest = LatestOnly()
+    first = latest.start("visitor")
+    second = latest.start("visitor")
+    other = latest.start("someone else")
+    assert not latest.is_latest("visitor", first)
+    assert latest.is_latest("visitor", second) and latest.is_latest("someone else", other)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# models and galleries
+def test_unloadable_model_falls_back_to_the_offline_world_with_a_notice(world, tmp_path):
+    loaded = load_model(str(tmp_path / "no-such-checkpoint"), mini_dir=world)
+    assert loaded.directory == world and "Could not load the model" in loaded.notices[0]
+    offline_hub = load_model("nobody/no-such-repo", offline=True, mini_dir=world)
+    assert offline_hub.directory == world and offline_hub.notices
+
+
+def test_missing_offline_world_runs_a_random_tiny_model_honestly(tmp_path):
+    state = DemoState.create(cache_dir=tmp_path / "cache", mini_dir=tmp_path / "missing")
+    assert "Offline world not built yet" in state.notices[0]
+    assert state.space is None and state.examples == [] and state.evaluation is None
+    assert "No gallery yet" in search_view(state, drawing(), "GZS", 4).message
+    info = state.info_line(state.space)
+    assert "random tiny model" in info and "**Gallery:** none" in info
+
+
+def test_gallery_folder_counts_non_images_and_restarts_from_the_cache(world, tmp_path, monkeypatch):
+    folder = tmp_path / "photos"
+    for cls in ("cat", "zebra"):
+        (folder / cls).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (32, 32), (40 * i, 200, 90)).save(folder / cls / f"{i}.png")
+    Image.new("RGB", (32, 32), "red").save(folder / "loose.jpg")
+    (folder / "notes.txt").write_text("not a photo")
+    (folder / "cat" / "broken.jpg").write_bytes(b"garbage")
+    state = DemoState.create(gallery=folder, cache_dir=tmp_path / "cache", mini_dir=world)
+    described = state.space.describe()
+    assert "5 photos" in described and "1 unlabelled" in described and "2 files skipped (1 not images)" in described
+    assert state.space.status("zebra") == "unseen" and state.space.status("cat") == "seen"
+
+    calls = []
+    real = SpLIP.encode_photo
+    monkeypatch.setattr(SpLIP, "encode_photo", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    again = DemoState.create(gallery=folder, cache_dir=tmp_path / "cache", mini_dir=world)
+    assert calls == [] and len(again.space) == 5  # embeddings came from the cache
+
+
+def test_missing_gallery_folder_is_an_error(world, tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        DemoState.create(gallery=tmp_path / "nope", cache_dir=tmp_path / "cache", mini_dir=world)
+
+
+def test_allowed_paths_are_only_gallery_examples_and_uploads(state, world):
+    allowed = {Path(p) for p in state.allowed_paths()}
+    assert allowed == {world / "gallery" / "photo", world / "gallery" / "sketch", state.upload_dir}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# uploads
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def _png(colour=(10, 200, 30)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (24, 24), colour).save(out, "PNG")
+    return out.getvalue()
+
+
+def test_zip_upload_is_labelled_by_folder_and_stays_inside_its_folder(tmp_path):
+    archive = _zip(tmp_path / "photos.zip", {
+        "photos/cat/a.png": _png(), "photos/cat/b.png": _png((1, 2, 3)), "photos/zebra/c.png": _png((9, 9, 9)),
+        "photos/readme.txt": b"hello", "../evil.png": _png(), "/abs/evil.png": _png(), "__MACOSX/x.png": b"junk",
+        "photos/cat/.hidden.png": _png()})
+    prepared = prepare_upload([archive], tmp_path / "uploads")
+    assert prepared.root.name == "photos" and prepared.n_images == 3  # the wrapper folder is looked through
+    assert sorted(p.relative_to(prepared.root).as_posix() for p in prepared.root.rglob("*.png")) == [
+        "cat/a.png", "cat/b.png", "zebra/c.png"]
+    reasons = " ".join(r for _, r in prepared.skipped)
+    assert "readme.txt: not an image file" in reasons and reasons.count("unsafe path") == 2
+    assert not (tmp_path / "evil.png").exists() and not list((tmp_path / "uploads").rglob("evil.png"))
+
+
+def test_upload_limits_are_named(tmp_path):
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\0" * 3000)
+    with pytest.raises(UploadError, match="per-file upload limit"):
+        prepare_upload([big], tmp_path / "u", UploadLimits(max_file_bytes=2000))
+    many = _zip(tmp_path / "many.zip", {f"{i}.png": _png() for i in range(4)})
+    with pytest.raises(UploadError, match="limit is 3 per upload"):
+        prepare_upload([many], tmp_path / "u", UploadLimits(max_images=3))
+    bomb = _zip(tmp_path / "bomb.zip", {"huge.bmp": b"\0" * (8 * 1024 * 1024)})
+    with pytest.raises(UploadError, match="compression limit"):
+        prepare_upload([bomb], tmp_path / "u")
+    text = tmp_path / "notes.txt"
+    text.write_text("hi")
+    with pytest.raises(UploadError, match="no photos found"):
+        prepare_upload([text], tmp_path / "u")
+    assert not any((tmp_path / "u").iterdir())  # refused uploads leave nothing behind
+
+
+def test_uploaded_gallery_is_searchable_and_reports_skipped_files(state, tmp_path):
+    photo = tmp_path / "mine.png"
+    photo.write_bytes(_png((200, 10, 10)))
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("x")
+    progress = []
+    key, report = handlers.index_upload(state, [photo, broken, notes], lambda f, d: progress.append(f))
+    assert key is not None and "Skipped 2 files" in report and "1 photos" in report
+    assert progress and progress[-1] == pytest.approx(1.0)
+    view = search_view(state, drawing(), "GZS", 4, space_key=key)
+    assert [Path(p).name for p, _ in view.results] == ["mine.png"]
+    assert view.results[0][1].startswith("mine.png · ")  # unlabelled: file name and score, no badge
+    assert handlers.index_upload(state, [notes])[0] is None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# examples, About tab, command line
+def test_examples_cover_seen_and_unseen_with_their_fg_pair(state):
+    examples = {e.label: e for e in state.examples}
+    assert set(examples) == set(SEEN + UNSEEN)
+    assert examples["guitar"].status == "unseen" and examples["guitar"].instance == "gui0"
+    assert examples["cat"].caption == "cat · seen"
+    value = handlers.example_canvas(examples["cat"])
+    assert value["background"].size == (512, 512) and canvas_image(value) is not None
+    ys, _ = np.nonzero(np.asarray(value["background"].convert("L")) < 128)
+    assert ys.max() - ys.min() > 300  # the small sketch is scaled up to fill the canvas
+    assert len(find_examples(Path(examples["cat"].path).parent.parent, state.split, per_group=1)) == 2
+
+
+def test_about_tab_shows_the_evaluation_table_and_chart(state):
+    table = handlers.evaluation_markdown(state.evaluation)
+    assert "| frozen CLIP | 0.200 | 0.100 |" in table and "| SpLIP | 0.200 | 0.500 |" in table
+    figure = handlers.ap_figure(state.evaluation)
+    assert len(figure.axes) == 2
+    assert handlers.ap_figure(None) is None
+    assert "evaluation.json missing" in handlers.evaluation_markdown(None, "No evaluation shipped with this model "
+                                                                          "(evaluation.json missing).")
+    assert "/search" in handlers.about_markdown(state)
+
+
+def test_command_line_help_and_checks(capsys):
+    with pytest.raises(SystemExit):
+        app_module.parse_args(["--help"])
+    text = capsys.readouterr().out
+    for flag in ("--share", "--model", "--gallery", "--offline", "--host", "--port", "--top-k"):
+        assert flag in text
+    with pytest.raises(SystemExit):
+        app_module.parse_args(["--top-k", "0"])
+    assert app_module.parse_args(["--top-k", "7", "--port", "9000"]).top_k == 7
