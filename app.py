@@ -32,6 +32,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cache-dir", metavar="DIR", default=os.environ.get("SPLIP_CACHE_DIR"),
                         help="where gallery embeddings and uploads are kept (default: $SPLIP_CACHE_DIR, else "
                              "~/.cache/splip/demo)")
+    parser.add_argument("--backend", default="exact",
+                        choices=["exact", "faiss-flat", "faiss-hnsw", "faiss-ivf", "milvus"],
+                        help="search index for the gallery (default: exact in-process top-k)")
+    parser.add_argument("--milvus-uri", metavar="URI",
+                        help="with --backend milvus: a Milvus server (http://host:19530) or a Milvus Lite file "
+                             "(default: CACHE_DIR/gallery.db)")
+    parser.add_argument("--mode", choices=["faithful", "fast"],
+                        help="inference mode: faithful (the paper's per-image text pass) or fast (approximation: "
+                             "visual prompts from the training mean, about plain-CLIP cost); default: the model's")
     args = parser.parse_args(argv)
     if not 1 <= args.top_k <= MAX_TOP_K:
         parser.error(f"--top-k must be between 1 and {MAX_TOP_K}, got {args.top_k}")
@@ -48,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         state = DemoState.create(args.model, args.gallery, offline=args.offline, cache_dir=args.cache_dir,
-                                 top_k=args.top_k)
+                                 top_k=args.top_k, backend=args.backend, mode=args.mode, milvus_uri=args.milvus_uri)
     except FileNotFoundError as err:
         raise SystemExit(f"error: {err}") from None
     serve(build_app(state), state, args.host, args.port, args.share)

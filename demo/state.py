@@ -196,7 +196,8 @@ def _text_vectors(model: SpLIP, names: list[str]) -> tuple[list[str], np.ndarray
 
 
 def build_space(name: str, root: Path, model: SpLIP, baseline: SpLIP, split: Split, cache_dir: Path | None,
-                progress: Progress | None = None) -> SearchSpace:
+                progress: Progress | None = None, backend: str = "exact",
+                index_options: dict | None = None) -> SearchSpace:
     """Index `root` with both models (cached embeddings are reused) and prepare the category guesses.
 
     Raises EmptyGalleryError when the folder holds no usable photo.
@@ -209,8 +210,9 @@ def build_space(name: str, root: Path, model: SpLIP, baseline: SpLIP, split: Spl
 
         galleries.append(Gallery.from_folder(
             root, lambda images, enc=encoder: enc.encode_photo(images).numpy(), encoder.fingerprint(),
-            encoder.config.inference_mode, cache_dir=cache_dir, progress=progress is None,
-            progress_callback=report))
+            encoder.config.inference_mode, cache_dir=cache_dir, backend=backend, progress=progress is None,
+            progress_callback=report,
+            index_options=None if index_options is None else {**index_options, "collection": f"splip_{step}"}))
     splip, base = galleries
     names = sorted({display_name(lab) for lab in splip.labels} | set(split.unseen_names)
                    | {display_name(s) for s in model.config.seen_classes}, key=str.lower)
@@ -305,6 +307,7 @@ class DemoState:
     cache_dir: Path
     upload_dir: Path
     top_k: int = 10
+    backend: str = "exact"
     limits: UploadLimits = field(default_factory=UploadLimits)
     notices: list[str] = field(default_factory=list)
     user_spaces: SpaceRegistry = field(default_factory=SpaceRegistry)
@@ -312,14 +315,21 @@ class DemoState:
     @classmethod
     def create(cls, model_ref: str | None = None, gallery: str | Path | None = None, offline: bool = False,
                cache_dir: str | Path | None = None, top_k: int = 10, mini_dir: Path = MINI_DIR,
-               limits: UploadLimits | None = None) -> DemoState:
+               limits: UploadLimits | None = None, backend: str = "exact", mode: str | None = None,
+               milvus_uri: str | None = None) -> DemoState:
         """Load the model (falling back as `load_model` says), index the gallery and find the shipped extras.
+
+        `backend` is the search index (splip_core.index.BACKENDS; "milvus" reaches `milvus_uri`, a Milvus server
+        URI or a Milvus Lite file, default CACHE_DIR/gallery.db); `mode` overrides the model's inference mode
+        ("faithful" or the faster approximation "fast").
 
         The gallery is `gallery`, else the offline world's test photos. Uploads go to a fresh temporary folder,
         removed when the app exits.
         """
         gallery = check_gallery_dir(gallery) if gallery is not None else None
         loaded = load_model(model_ref, offline, mini_dir)
+        if mode is not None:
+            loaded.model.config.inference_mode = mode
         has_world = loaded.directory is not None and (loaded.directory / "gallery").is_dir()
         world = loaded.directory if has_world else mini_dir
         split = Split.of(loaded.model, world / "gallery" / "split.json")
@@ -330,7 +340,7 @@ class DemoState:
                                                                                      split),
                     evaluation=evaluation, evaluation_note=evaluation_note, cache_dir=cache_dir.expanduser().resolve(),
                     upload_dir=Path(tempfile.mkdtemp(prefix="splip-demo-uploads-")).resolve(), top_k=top_k,
-                    limits=limits or UploadLimits(), notices=list(loaded.notices))
+                    backend=backend, limits=limits or UploadLimits(), notices=list(loaded.notices))
         weakref.finalize(state, shutil.rmtree, state.upload_dir, ignore_errors=True)  # at exit, or when dropped
         root = gallery if gallery is not None else world / "gallery" / "photo"
         if not root.is_dir():
@@ -338,8 +348,11 @@ class DemoState:
                                   "`--gallery DIR`.")
             return state
         try:
+            options = None
+            if backend == "milvus":
+                options = {"uri": milvus_uri or str(state.cache_dir / "gallery.db")}
             state.space = build_space(_shown(root), root, state.model, state.baseline, split,
-                                      state.gallery_cache(root))
+                                      state.gallery_cache(root), backend=backend, index_options=options)
         except EmptyGalleryError as err:
             state.gallery_note = f"{err}. Upload photos in the *Your gallery* tab instead."
             state.notices.append(str(err))

@@ -124,6 +124,17 @@ def test_search_returns_k_captioned_results_for_both_models(state):
     assert len(view.guess) == 3 and sum(view.guess.values()) <= 1 + 1e-6
 
 
+@pytest.mark.parametrize("backend", ["faiss-flat", "milvus"])
+def test_other_search_backends_and_fast_mode_give_the_exact_ranking(state, world, tmp_path, backend):
+    other = DemoState.create(cache_dir=tmp_path / "cache", top_k=4, mini_dir=world, backend=backend, mode="fast",
+                             milvus_uri=str(tmp_path / "gallery.db"))
+    assert other.model.config.inference_mode == "fast" and other.backend == backend
+    fast_exact = DemoState.create(cache_dir=tmp_path / "cache", top_k=4, mini_dir=world, mode="fast")
+    got = search_view(other, drawing(), "GZS", 4)
+    want = search_view(fast_exact, drawing(), "GZS", 4)
+    assert [p for p, _ in got.results] == [p for p, _ in want.results]
+
+
 def test_modes_change_the_gallery(state):
     zs = search_view(state, drawing(), "ZS", 10)
     gzs = search_view(state, drawing(), "GZS", 15)
