@@ -292,7 +292,8 @@ def build(
 ) -> SBIRData:
     """An SBIRData from (class, sketch folders, photo folders) triples, classes labelled in the given order.
 
-    `sketch_instance` / `photo_instance` give each file's instance id (None: unpaired). Photo folders are read in
+    `sketch_instance` / `photo_instance` give each file's instance id (None: unpaired). A class given no sketch
+    folder at all is gallery-only. Photo folders are read in
     order; a file whose name already came from an earlier folder of the same class is a duplicate (Sketchy's
     extended set repeats the original photos) and is dropped. DatasetError names empty classes.
     """
@@ -308,7 +309,7 @@ def build(
                     continue
                 seen_names.add(path.name)
                 class_photos.append(Sample(path, label, photo_instance(path) if photo_instance else None))
-        if not class_sketches:
+        if sketch_dirs and not class_sketches:
             empty.append(f"{name} (no sketches in {', '.join(map(str, sketch_dirs))})")
         if not class_photos:
             empty.append(f"{name} (no photos in {', '.join(map(str, photo_dirs))})")
@@ -360,6 +361,9 @@ def load_class_folders(
 def load_folder(root: str | Path, split: str | Path | Iterable[str] | None = None) -> SBIRData:
     """The generic layout `ROOT/sketch/<class>/*` + `ROOT/photo/<class>/*` (class names = folder names, sorted).
 
+    A class may have photos and no sketch folder (a gallery-only distractor, as in a GZS gallery); a sketch class
+    without photos is an error.
+
     Unseen classes come from `split` (a class-list file or names) or, when None, from the "unseen" list of an
     optional `ROOT/split.json` (no file: every class is seen). Sketches pair with photos the Sketchy way: a sketch
     named `<photo stem>-<n>` (or exactly `<photo stem>`) gets that photo's instance id.
@@ -368,15 +372,11 @@ def load_folder(root: str | Path, split: str | Path | Iterable[str] | None = Non
     sketch_dir, photo_dir = find_layout(root, [("sketch", "photo")], "sketch/photo")
     sketch_classes, photo_classes = class_folders(sketch_dir), class_folders(photo_dir)
     only_sketch = sorted(set(sketch_classes) - set(photo_classes))
-    only_photo = sorted(set(photo_classes) - set(sketch_classes))
-    if only_sketch or only_photo:
-        raise DatasetError(
-            f"{root}: sketch and photo class folders differ (only in sketch/: {only_sketch}; "
-            f"only in photo/: {only_photo})"
-        )
+    if only_sketch:
+        raise DatasetError(f"{root}: classes with sketches but no photo folder (only in sketch/: {only_sketch})")
     if not sketch_classes:
         raise DatasetError(f"{sketch_dir}: no class folders")
-    names = sorted(sketch_classes)
+    names = sorted(photo_classes)  # a photo-only class is a gallery distractor (GZS): it has no queries
     wanted = _split_json(root / "split.json") if split is None else resolve_split("folder", split)
     unseen = match_split(wanted, names, root)
     stems = {name: {p.stem for p in image_files(photo_classes[name])} for name in names}
@@ -388,7 +388,8 @@ def load_folder(root: str | Path, split: str | Path | Iterable[str] | None = Non
                 return candidate
         return None
 
-    triples = [(name, [sketch_classes[name]], [photo_classes[name]]) for name in names]
+    triples = [(name, [sketch_classes[name]] if name in sketch_classes else [], [photo_classes[name]])
+               for name in names]
     return build(triples, unseen, root, sketch_instance, stem_instance)
 
 
