@@ -74,7 +74,7 @@ class SpLIPConfig:
     adaptive_margin: bool = True
     fixed_margin: float = 0.2
     class_loss_on: str = "both"  # [U] "both" | "sketch" | "photo"
-    temperature: float = 0.01  # [U] tau of L_class (CLIP's 1/100)
+    temperature: float | None = None  # [U] tau of L_class; None = the backbone's learned 1/logit_scale (CLIP: 0.01)
     jigsaw_grid: int = 3  # [U]
     jigsaw_permutations: int = 100  # [U] |Y^perm|, max-Hamming set
     jigsaw_layers: int = 2  # [S]

@@ -103,6 +103,7 @@ class SpLIPLoss(nn.Module):
         c: SpLIPConfig = model.config
         self.config = c
         self.classes = list(classes)
+        self.temperature = c.temperature or 1.0 / float(model.clip.logit_scale.exp())
         dim = model.clip.text_projection.shape[1] if isinstance(model.clip.text_projection, torch.Tensor) else \
             model.clip.text_projection.out_features
         self.register_buffer("permutations", max_hamming_permutations(c.jigsaw_grid, c.jigsaw_permutations, seed))
@@ -136,9 +137,9 @@ class SpLIPLoss(nn.Module):
         if c.use_class_loss:
             parts = []
             if want_sketch_text:
-                parts.append(class_loss(f_s, t_s, labels, c.temperature))
+                parts.append(class_loss(f_s, t_s, labels, self.temperature))
             if want_photo_text:
-                parts.append(class_loss(f_p, t_p, labels, c.temperature))
+                parts.append(class_loss(f_p, t_p, labels, self.temperature))
             terms["class"] = torch.stack(parts).mean()
         if self.solver is not None:
             y = torch.randint(len(self.permutations), labels.shape, generator=generator).to(labels.device)

@@ -48,6 +48,11 @@ class CheckpointError(ValueError):
     """A SpLIP checkpoint that cannot be found, read or matched to its config."""
 
 
+def prompt_name(class_name: str) -> str:
+    """The words a class name becomes in a prompt: dataset folder names use '_' for spaces ("hot-air_balloon")."""
+    return " ".join(class_name.replace("_", " ").split())
+
+
 def _check_modality(modality: str) -> str:
     if modality not in MODALITIES:
         raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
@@ -140,7 +145,7 @@ class SpLIP(
         prefix = template.split("{}")[0]
         seqs = []
         for name in names:
-            text = template.format(name)
+            text = template.format(prompt_name(name))
             if with_slots and self.config.text_prompt_position == "replace":
                 text = text[len(prefix):]
             seqs.append([tok.sot_token_id] + [0] * m + tok.encode(text) + [tok.eot_token_id])
