@@ -410,6 +410,7 @@ class MilvusIndex:
                 )
             ]
             self._client.upsert(self.collection, rows)
+        self._client.flush(self.collection)  # unflushed segments are searched ~20-50x slower (benchmarks/run.py)
 
     def remove(self, ids: Sequence[str]) -> None:
         ids = list(set(_as_ids(ids)))
