@@ -36,7 +36,6 @@ def test_build_runs_end_to_end_on_a_fixture_and_its_numbers_reproduce(tmp_path):
     assert again["splip"]["mAP@all"] == pytest.approx(report["settings"]["zs"]["splip"]["mAP@all"], abs=1e-6)
 
 
-@pytest.mark.skipif(not (SHIPPED / "evaluation.json").is_file(), reason="weights/mini not built")
 def test_shipped_weights_reproduce_their_recorded_zs_subset_map():
     report = json.loads((SHIPPED / "evaluation.json").read_text())
     check = report["subset_check"]

@@ -38,6 +38,7 @@ ABLATIONS = {
     "fixed margin": {"adaptive_margin": False},
     "w/o jigsaw": {"use_jigsaw": False},
 }
+BACKBONE_NAME = "splip-mini-clip"
 SUBSET_QUERIES = 40  # the fixed ZS subset whose mAP the tests reproduce from the shipped files
 
 
@@ -142,10 +143,13 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
     _timed(report, "fetch_and_render", started)
 
     started = time.perf_counter()
+    named = work / BACKBONE_NAME  # the folder name becomes the backbone's name in the shipped config
     if backbone is None:
-        backbone = work / "backbone"
         model = pretrain_mod.pretrain(world_root, cfg.pretrain_steps, cfg.seed, cfg.pretrain_batch_size)
-        pretrain_mod.save(model, backbone)
+        pretrain_mod.save(model, named)
+    elif Path(backbone).resolve() != named.resolve():
+        shutil.copytree(backbone, named, dirs_exist_ok=True)
+    backbone = named
     report["gate_a"] = pretrain_mod.gate(backbone, world_root)
     _timed(report, "pretrain", started)
 
