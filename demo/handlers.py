@@ -270,17 +270,20 @@ METHOD_NAMES = {"baseline": "frozen CLIP", "splip": "SpLIP", "chance": "chance"}
 
 
 def _fmt(value) -> str:
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
+    return f"{100 * value:.1f}" if isinstance(value, float) else str(value)
 
 
 def evaluation_markdown(evaluation: dict | None, note: str = "") -> str:
-    """The shipped evaluation as one table per setting (rows: baseline, SpLIP, chance)."""
+    """The shipped evaluation as one table per setting (rows: baseline, SpLIP, chance; values in %)."""
     if not evaluation or not evaluation.get("settings"):
         return note or "No evaluation shipped with this model."
     out = []
-    for key, results in evaluation["settings"].items():
+    for key, setting in evaluation["settings"].items():
+        results = {method: scores for method, scores in setting.items() if isinstance(scores, dict)}
         metrics = list(dict.fromkeys(m for scores in results.values() for m in scores))
-        out += [f"**{SETTING_TITLES.get(key, key)}**", "", "| | " + " | ".join(metrics) + " |",
+        size = (f" — {setting['num_queries']} sketches × {setting['num_gallery']} photos"
+                if "num_queries" in setting and "num_gallery" in setting else "")
+        out += [f"**{SETTING_TITLES.get(key, key)}**{size} (%)", "", "| | " + " | ".join(metrics) + " |",
                 "|---" * (len(metrics) + 1) + "|"]
         for method, scores in results.items():
             cells = " | ".join(_fmt(scores.get(m, "–")) for m in metrics)

@@ -49,7 +49,7 @@ def build_world(root: Path, evaluation: bool = True) -> Path:
         classes = SEEN + UNSEEN
         (root / "evaluation.json").write_text(json.dumps({
             "settings": {"zs": {"baseline": {"mAP@all": 0.2, "P@100": 0.1}, "splip": {"mAP@all": 0.4, "P@100": 0.3},
-                                "chance": {"mAP@all": 0.1, "P@100": 0.1}},
+                                "chance": {"mAP@all": 0.1, "P@100": 0.1}, "num_queries": 7, "num_gallery": 9},
                          "fg": {"baseline": {"Acc@1": 0.1, "Acc@5": 0.3}, "splip": {"Acc@1": 0.2, "Acc@5": 0.5}}},
             "per_class_ap": {"baseline": {c: 0.1 * i for i, c in enumerate(classes)},
                              "splip": {c: 0.15 * i for i, c in enumerate(classes)}},
@@ -315,7 +315,8 @@ def test_examples_cover_seen_and_unseen_with_their_fg_pair(state):
 
 def test_about_tab_shows_the_evaluation_table_and_chart(state):
     table = handlers.evaluation_markdown(state.evaluation)
-    assert "| frozen CLIP | 0.200 | 0.100 |" in table and "| SpLIP | 0.200 | 0.500 |" in table
+    assert "| frozen CLIP | 20.0 | 10.0 |" in table and "| SpLIP | 20.0 | 50.0 |" in table
+    assert "7 sketches × 9 photos" in table
     figure = handlers.ap_figure(state.evaluation)
     assert len(figure.axes) == 2
     assert handlers.ap_figure(None) is None
