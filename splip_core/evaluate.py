@@ -22,7 +22,7 @@ from tqdm import tqdm
 from .data import ImageDataset, Sample, SBIRData, load_dataset
 from .metrics import fg_accuracy, retrieval_metrics
 from .model import SpLIP
-from .runtime import pick_device, run_cli, use_all_cores
+from .runtime import load_model, run_cli, use_all_cores
 
 SETTINGS = ("zs", "gzs", "fg")
 
@@ -160,9 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     use_all_cores()
-    model = SpLIP.from_pretrained(args.model).to(pick_device(args.device))
-    if args.mode:
-        model.config.inference_mode = args.mode
+    model = load_model(args.model, args.device, args.mode)
     dataset, root = args.dataset, args.data
     if dataset == "mini":
         dataset, root = "folder", root or str(Path(args.model) / "gallery")

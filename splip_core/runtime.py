@@ -13,7 +13,7 @@ import torch
 
 from .backbone import BackboneError
 from .config import ConfigError
-from .model import CheckpointError
+from .model import CheckpointError, SpLIP
 from .preprocess import InvalidImageError
 
 USER_ERRORS = (BackboneError, CheckpointError, ConfigError, InvalidImageError, FileNotFoundError, ValueError)
@@ -34,6 +34,14 @@ def use_all_cores() -> None:
     """torch's intra-op threads = the cores this process may use (containers often report more than they give)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     torch.set_num_threads(max(1, cores))
+
+
+def load_model(ref: str, device: str = "auto", mode: str | None = None) -> SpLIP:
+    """A checkpoint (directory or Hub id) on the chosen device, its inference mode overridden when `mode` is set."""
+    model = SpLIP.from_pretrained(ref).to(pick_device(device))
+    if mode:
+        model.config.inference_mode = mode
+    return model
 
 
 def seed_everything(seed: int) -> None:

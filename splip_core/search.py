@@ -13,7 +13,7 @@ from pathlib import Path
 from .gallery import Gallery
 from .index import BACKENDS
 from .model import SpLIP
-from .runtime import pick_device, run_cli, use_all_cores
+from .runtime import load_model, run_cli, use_all_cores
 
 
 def photo_embedder(model: SpLIP, batch_size: int = 32):
@@ -48,9 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     use_all_cores()
-    model = SpLIP.from_pretrained(args.model).to(pick_device(args.device))
-    if args.mode:
-        model.config.inference_mode = args.mode
+    model = load_model(args.model, args.device, args.mode)
     query = model.encode_sketch([args.sketch])
     gallery = open_gallery(model, args.gallery, args.cache_dir, args.backend)
     hits = gallery.search(query[0].numpy(), args.top_k)
