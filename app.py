@@ -38,10 +38,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--milvus-uri", metavar="URI",
                         help="with --backend milvus: a Milvus server (http://host:19530) or a Milvus Lite file "
                              "(default: CACHE_DIR/gallery.db)")
-    parser.add_argument("--mode", choices=["faithful", "fast"],
+    parser.add_argument("--mode", choices=["faithful", "fast"], default=os.environ.get("SPLIP_MODE") or None,
                         help="inference mode: faithful (the paper's per-image text pass) or fast (approximation: "
-                             "visual prompts from the training mean, about plain-CLIP cost); default: the model's")
+                             "visual prompts from the training mean, about plain-CLIP cost); default: $SPLIP_MODE, "
+                             "else the model's")
     args = parser.parse_args(argv)
+    if args.mode not in (None, "faithful", "fast"):
+        parser.error(f"SPLIP_MODE must be 'faithful' or 'fast', got {args.mode!r}")
     if not 1 <= args.top_k <= MAX_TOP_K:
         parser.error(f"--top-k must be between 1 and {MAX_TOP_K}, got {args.top_k}")
     return args

@@ -334,3 +334,14 @@ def test_command_line_help_and_checks(capsys):
     with pytest.raises(SystemExit):
         app_module.parse_args(["--top-k", "0"])
     assert app_module.parse_args(["--top-k", "7", "--port", "9000"]).top_k == 7
+
+
+def test_mode_comes_from_the_flag_or_splip_mode(monkeypatch):
+    monkeypatch.setenv("SPLIP_MODE", "fast")
+    assert app_module.parse_args([]).mode == "fast"
+    assert app_module.parse_args(["--mode", "faithful"]).mode == "faithful"
+    monkeypatch.setenv("SPLIP_MODE", "quick")
+    with pytest.raises(SystemExit):
+        app_module.parse_args([])
+    monkeypatch.delenv("SPLIP_MODE")
+    assert app_module.parse_args([]).mode is None
