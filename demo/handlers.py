@@ -17,6 +17,7 @@ from PIL import Image, ImageOps
 
 from splip_core import InvalidImageError, is_blank, load_image
 from splip_core.gallery import EmptyGalleryError, Hit
+from splip_core.preprocess import crop_to_ink
 
 from .gallery import UploadError, prepare_upload
 from .state import MODES, DemoState, Example, Progress, SearchSpace, build_space, display_name, name_key
@@ -35,20 +36,6 @@ class BadQuery(ValueError):
 # the canvas
 def _rgba(image) -> Image.Image:
     return image.convert("RGBA") if isinstance(image, Image.Image) else Image.open(image).convert("RGBA")
-
-
-def crop_to_ink(image: Image.Image, margin: float = 0.1, ink_threshold: int = 200) -> Image.Image:
-    """The drawing cropped to its strokes plus `margin`, centred on a white square: a small doodle in a corner of
-    the canvas then looks like the centred, frame-filling sketches the model was trained on."""
-    gray = np.asarray(image.convert("L"))
-    ys, xs = np.nonzero(gray < ink_threshold)
-    if len(ys) == 0:
-        return image
-    piece = image.crop((int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1))
-    side = int(max(piece.size) * (1 + 2 * margin)) + 1
-    square = Image.new("RGB", (side, side), "white")
-    square.paste(piece, ((side - piece.width) // 2, (side - piece.height) // 2))
-    return square
 
 
 def canvas_image(value) -> Image.Image | None:

@@ -85,7 +85,27 @@ def load_image(source) -> Image.Image:
     return flatten_alpha(image)
 
 
-def is_blank(image: Image.Image, min_ink_fraction: float = 0.0005, ink_threshold: int = 200) -> bool:
+INK_THRESHOLD = 200
+
+
+def ink_mask(image: Image.Image, ink_threshold: int = INK_THRESHOLD) -> np.ndarray:
+    """(H, W) bool: the pixels darker than `ink_threshold` once transparency is composited onto white."""
+    return np.asarray(flatten_alpha(image).convert("L")) < ink_threshold
+
+
+def is_blank(image: Image.Image, min_ink_fraction: float = 0.0005, ink_threshold: int = INK_THRESHOLD) -> bool:
     """True when fewer than `min_ink_fraction` of the pixels are darker than `ink_threshold` (an empty canvas)."""
-    gray = np.asarray(flatten_alpha(image).convert("L"))
-    return float((gray < ink_threshold).mean()) < min_ink_fraction
+    return float(ink_mask(image, ink_threshold).mean()) < min_ink_fraction
+
+
+def crop_to_ink(image: Image.Image, margin: float = 0.1, ink_threshold: int = INK_THRESHOLD) -> Image.Image:
+    """The drawing cropped to its strokes plus `margin`, centred on a white square: a small doodle in a corner of
+    a canvas then looks like the centred, frame-filling sketches the model was trained on."""
+    ys, xs = np.nonzero(ink_mask(image, ink_threshold))
+    if len(ys) == 0:
+        return image
+    piece = image.crop((int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1))
+    side = int(max(piece.size) * (1 + 2 * margin)) + 1
+    square = Image.new("RGB", (side, side), "white")
+    square.paste(piece, ((side - piece.width) // 2, (side - piece.height) // 2))
+    return square

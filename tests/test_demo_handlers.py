@@ -19,9 +19,10 @@ from PIL import Image, ImageDraw
 import app as app_module
 from demo import handlers
 from demo.gallery import UploadError, UploadLimits, prepare_upload
-from demo.handlers import HINT, BadQuery, LatestOnly, canvas_image, crop_to_ink, search_view
+from demo.handlers import HINT, BadQuery, LatestOnly, canvas_image, search_view
 from demo.state import DemoState, find_examples, load_model
 from splip_core import SpLIP
+from splip_core.preprocess import crop_to_ink
 from splip_core.testing import tiny_model
 
 SEEN = ["cat", "dog", "apple"]
