@@ -108,7 +108,7 @@ class SpLIP(
         for modality in MODALITIES:
             self.register_buffer(f"mean_patch_{modality}", torch.zeros(self.d_vision))
             self.register_buffer(f"mean_patch_count_{modality}", torch.zeros((), dtype=torch.float64))
-            if self.shared_prompts_on:
+            if c.use_prompts and c.seen_classes:  # tokenised once: every prompted forward's class text pass reads them
                 ids, eot = self._prompt_ids(c.seen_classes, modality, self.text_prompts_on)
                 self.register_buffer(f"_seen_ids_{modality}", ids, persistent=False)
                 self.register_buffer(f"_seen_eot_{modality}", eot, persistent=False)
@@ -258,9 +258,9 @@ class SpLIP(
         return result
 
     def _seen_ids_eot(self, modality: str) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.shared_prompts_on:
-            return getattr(self, f"_seen_ids_{modality}"), getattr(self, f"_seen_eot_{modality}")
-        return self._prompt_ids(self.config.seen_classes, modality, self.text_prompts_on)
+        if not self.config.seen_classes:
+            raise ValueError("no seen classes in the config: the class text pass needs them")
+        return getattr(self, f"_seen_ids_{modality}"), getattr(self, f"_seen_eot_{modality}")
 
     def train(self, mode: bool = True) -> SpLIP:
         """Training mode for the prompt modules; the frozen CLIP always stays in eval mode."""
