@@ -5,9 +5,10 @@ batches (64 px, on the fly), so "photo" and "sketch" mean the same thing in both
 - photo: a colour artwork, randomly scaled, rotated, shifted and flipped, composited on a random background
   (gradient, noise texture, stripes, clutter of shapes, or plain) and colour-jittered, so that the background
   never tells the concept or the domain;
-- sketch: black ink on white. The world's sketches are OpenMoji line drawings with stroke-width, stroke-jitter
-  (smooth warp) and partial-erasure augmentation; the pretraining "sketchification" is an edge map (Sobel on
-  luminance and alpha) of a colour artwork, with the same line augmentation.
+- sketch: black ink on white, drawn the way a visitor draws on the demo canvas: a line or outline icon with its
+  stroke width varied, a hand wobble (smooth warp), small gaps in the strokes, then cropped to its ink like the
+  demo crops a canvas. The optional pretraining "sketchification" is an edge map (Sobel on luminance and alpha)
+  of a colour artwork, with the same line augmentation.
 Tensors are float in [0, 1]; RGBA art is (N, 4, H, W) with premultiplied colour.
 """
 
@@ -26,16 +27,19 @@ FIT = 0.84  # fraction of the canvas the artwork's longer side fills after `rast
 _STROKE = re.compile(r'stroke-width="([0-9.]+)"')
 
 
-def rasterize(data: bytes, size: int, svg: bool = True, stroke_scale: float = 1.0) -> np.ndarray:
+def rasterize(data: bytes, size: int, svg: bool = True, stroke_scale: float = 1.0, ink: bool = False) -> np.ndarray:
     """(size, size, 4) uint8 RGBA of an SVG (via cairosvg) or raster artwork, cropped to its ink and re-centred.
 
     `stroke_scale` multiplies every `stroke-width` of an SVG (the thickness augmentation of line drawings).
-    Re-centring makes the packages' different margins comparable.
+    Re-centring makes the packages' different margins comparable. `ink` paints every `currentColor` black (the
+    colour line icon sets leave to the page).
     """
     if svg:
         import cairosvg
 
         text = data.decode()
+        if ink:
+            text = text.replace("currentColor", "#000")
         if stroke_scale != 1.0:
             text = _STROKE.sub(lambda m: f'stroke-width="{float(m.group(1)) * stroke_scale:.3f}"', text)
         big = Image.open(io.BytesIO(cairosvg.svg2png(bytestring=text.encode(), output_width=2 * size,
@@ -155,6 +159,49 @@ def line_augment(ink: torch.Tensor, gen: torch.Generator, size: int, jitter: flo
     return ink.clamp(0, 1)
 
 
+def ink_of(art: torch.Tensor) -> torch.Tensor:
+    """(N, 1, H, W) ink of premultiplied RGBA art on a white page: 1 - luminance."""
+    rgb = art[:, :3] + (1 - art[:, 3:])
+    return (1 - (0.299 * rgb[:, :1] + 0.587 * rgb[:, 1:2] + 0.114 * rgb[:, 2:])).clamp(0, 1)
+
+
+def stroke_gaps(ink: torch.Tensor, gen: torch.Generator, max_gaps: int = 6, radius=(0.012, 0.03)) -> torch.Tensor:
+    """Small breaks in the strokes, as a quick hand leaves them: up to `max_gaps` tiny discs erased at inked
+    points (radius a fraction of the width)."""
+    n, _, h, w = ink.shape
+    lin = torch.linspace(-1, 1, w)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), lin, indexing="ij")
+    out = ink.clone()
+    for i in range(n):
+        weights = (ink[i, 0] > 0.5).flatten().float()
+        count = int(torch.randint(max_gaps + 1, (1,), generator=gen))
+        if count == 0 or weights.sum() == 0:
+            continue
+        at = torch.multinomial(weights, count, replacement=True, generator=gen)
+        for j in at.tolist():
+            r = float(_uniform(gen, 1, *radius)) * 2
+            out[i, 0] *= ((xx - xx.flatten()[j]) ** 2 + (yy - yy.flatten()[j]) ** 2 >= r**2).float()
+    return out
+
+
+def visitor_sketch(data: bytes, size: int, gen: torch.Generator, svg: bool = True, stroke=(0.2, 0.8),
+                   clean: bool = False) -> Image.Image:
+    """A line or outline icon drawn the way a visitor draws on the demo canvas (module docstring), as the
+    demo's cropped, white-page "L" image of `size` pixels. `clean` keeps the icon as drawn (only cropped)."""
+    from ..preprocess import crop_to_ink
+
+    scale = 1.0 if clean else float(_uniform(gen, 1, *stroke))
+    art = to_tensor(rasterize(data, 2 * size, svg=svg, stroke_scale=scale, ink=True))[None]
+    ink = ink_of(art)
+    if not clean:
+        if torch.rand(1, generator=gen).item() < 0.25:  # outline sets have a fixed width: thicken some
+            ink = F.max_pool2d(ink, 3, 1, 1)
+        ink = stroke_gaps(ink, gen)
+        ink = line_augment(ink, gen, 2 * size, jitter=0.01, erase=0.1)
+    page = Image.fromarray(((1 - ink[0, 0]).numpy() * 255).round().astype(np.uint8), "L").convert("RGB")
+    return crop_to_ink(page).resize((size, size), Image.LANCZOS).convert("L")
+
+
 def ink_to_rgb(ink: torch.Tensor) -> torch.Tensor:
     """Black ink on a white page, 3 channels."""
     return (1 - ink).expand(-1, 3, -1, -1)
@@ -167,8 +214,7 @@ def sketchify(art: torch.Tensor, gen: torch.Generator, size: int) -> torch.Tenso
     in four keeps only the outline. Then random thickening and the line augmentation of the real sketches.
     """
     n = art.shape[0]
-    rgb = art[:, :3] + (1 - art[:, 3:])
-    lum = 0.299 * rgb[:, :1] + 0.587 * rgb[:, 1:2] + 0.114 * rgb[:, 2:]
+    lum = 1 - ink_of(art)
     kx = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]]).view(1, 1, 3, 3) / 4
     ky = kx.transpose(2, 3)
 

