@@ -130,7 +130,7 @@ def test_icon_map_rejects_reserved_packages_and_undeclared_sets(tmp_path, fixtur
     (tmp_path / "undeclared.json").write_text(json.dumps(raw))
     with pytest.raises(IconMapError, match="undeclared"):
         load_icon_map(tmp_path / "undeclared.json")
-    imap, art = fixture
+    _, art = fixture
     assert b"<polygon" in art.data("alpha", "kitty")  # two alias hops, exact parents
     with pytest.raises(IconMapError, match="no icon"):
         art.data("alpha", "cat")  # no fuzzy fallback to a similar name
