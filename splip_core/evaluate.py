@@ -5,6 +5,8 @@ Settings: zs  = unseen-class sketches vs unseen-class photos (mAP@all, mAP@200, 
           fg  = paired sketches vs their category's photos (Acc@1, Acc@5).
 Embeddings are computed in batches and metrics streamed in query blocks, so memory stays bounded at QuickDraw-Ext
 scale. Prints a table; `--json` writes every number, `--plot` a per-class AP chart (baseline vs SpLIP).
+With the baseline, each metric's gain SpLIP - frozen CLIP comes with a 95% confidence interval from a two-stage
+bootstrap over query concepts (classes), then queries within them: drawings of one concept are not independent.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .data import ImageDataset, Sample, SBIRData, load_dataset
-from .metrics import fg_accuracy, retrieval_metrics
+from .metrics import fg_accuracy, paired_bootstrap, retrieval_metrics
 from .model import SpLIP
 from .runtime import load_model, run_cli, use_all_cores
 
 SETTINGS = ("zs", "gzs", "fg")
+RETRIEVAL_PER_QUERY = {"mAP@all": "AP@all", "mAP@200": "AP@200", "P@100": "P@100", "P@200": "P@200"}
 
 
 @torch.inference_mode()
@@ -64,10 +67,22 @@ def _scores(setting: str, q: torch.Tensor, qs: list[Sample], g: torch.Tensor, gs
         keep = [i for i, s in enumerate(qs) if (s.label, s.instance) in paired]
         q, qs, q_labels = q[keep], [qs[i] for i in keep], [q_labels[i] for i in keep]
         result = fg_accuracy(q, [s.instance for s in qs], g, [s.instance for s in gs], q_labels, g_labels)
-        return {"metrics": {f"Acc@{k}": result[f"acc@{k}"] for k in (1, 5)}, "per_class": {}}
+        return {"metrics": {f"Acc@{k}": result[f"acc@{k}"] for k in (1, 5)}, "per_class": {},
+                "per_query": {f"Acc@{k}": result["per_query"][f"hit@{k}"] for k in (1, 5)}, "queries": qs}
     result = retrieval_metrics(q, q_labels, g, g_labels, ks=(100, 200), map_at=(200,))
-    metrics = {k: result[k] for k in ("mAP@all", "mAP@200", "P@100", "P@200")}
-    return {"metrics": metrics, "per_class": result["ap_per_class"]}
+    metrics = {k: result[k] for k in RETRIEVAL_PER_QUERY}
+    per_query = {k: result["per_query"][name] for k, name in RETRIEVAL_PER_QUERY.items()}
+    return {"metrics": metrics, "per_class": result["ap_per_class"], "per_query": per_query, "queries": qs}
+
+
+def differences(splip: dict, baseline: dict, n_boot: int, seed: int) -> dict:
+    """{metric: paired_bootstrap of SpLIP minus baseline}, pairing the queries both scored, clustered by class."""
+    baseline_index = {s.path: i for i, s in enumerate(baseline["queries"])}
+    pairs = [(i, baseline_index[s.path]) for i, s in enumerate(splip["queries"]) if s.path in baseline_index]
+    a, b = (np.array(side, dtype=np.int64) for side in zip(*pairs, strict=True))
+    concepts = [splip["queries"][i].label for i in a]
+    return {metric: paired_bootstrap(values[a], baseline["per_query"][metric][b], concepts, n_boot, seed)
+            for metric, values in splip["per_query"].items()}
 
 
 def split_for(data: SBIRData, setting: str, gzs_queries: str = "unseen") -> tuple[list[Sample], list[Sample]]:
@@ -81,8 +96,15 @@ def split_for(data: SBIRData, setting: str, gzs_queries: str = "unseen") -> tupl
 
 
 def evaluate(model: SpLIP, data: SBIRData, setting: str, baseline: bool = True, batch_size: int = 64,
-             workers: int = 0, gzs_queries: str = "unseen", max_queries: int | None = None, seed: int = 0) -> dict:
-    """Metrics of SpLIP (and its frozen CLIP baseline) for one setting, as fractions in [0, 1]."""
+             workers: int = 0, gzs_queries: str = "unseen", max_queries: int | None = None, seed: int = 0,
+             bootstrap: int = 2000) -> dict:
+    """Metrics of SpLIP (and its frozen CLIP baseline) for one setting, as fractions in [0, 1].
+
+    With the baseline and `bootstrap` > 0, report["difference"][metric] is `metrics.paired_bootstrap` of SpLIP minus
+    the baseline over `bootstrap` replicates, clustered by query class; `seed` drives it and the query subset.
+    """
+    if bootstrap < 0:
+        raise ValueError(f"bootstrap must be >= 0 (0 = no confidence intervals), got {bootstrap}")
     queries, gallery = split_for(data, setting, gzs_queries)
     if max_queries is not None and len(queries) > max_queries:
         pick = np.sort(np.random.default_rng(seed).choice(len(queries), max_queries, replace=False))
@@ -90,24 +112,39 @@ def evaluate(model: SpLIP, data: SBIRData, setting: str, baseline: bool = True, 
     report: dict = {"setting": setting, "mode": model.config.inference_mode, "seen": data.seen,
                     "unseen": data.unseen, "per_class_ap": {}}
     models = {"splip": model, **({"baseline": model.frozen_baseline()} if baseline else {})}
+    scored = {}
     for name, m in models.items():
         q, qs = embed_samples(m, queries, "sketch", batch_size, workers, f"{name} sketches")
         g, gs = embed_samples(m, gallery, "photo", batch_size, workers, f"{name} photos")
-        scored = _scores(setting, q, qs, g, gs)
-        report[name] = scored["metrics"]
-        report["per_class_ap"][name] = {data.classes[label]: ap for label, ap in scored["per_class"].items()}
+        scored[name] = _scores(setting, q, qs, g, gs)
+        report[name] = scored[name]["metrics"]
+        report["per_class_ap"][name] = {data.classes[label]: ap for label, ap in scored[name]["per_class"].items()}
         report.update(num_queries=len(qs), num_gallery=len(gs))
     report["chance"] = chance_levels(setting, queries, gallery)
+    report["num_concepts"] = len({s.label for s in scored["splip"]["queries"]})
+    if baseline and bootstrap:
+        report["difference"] = differences(scored["splip"], scored["baseline"], bootstrap, seed)
     return report
 
 
 def format_table(report: dict) -> str:
+    """Every metric in % per model; with a bootstrap, SpLIP - frozen CLIP in points and its 95% CI."""
     columns = [c for c in ("baseline", "splip", "chance") if c in report]
     metrics = list(report["splip"])
+    diff = report.get("difference", {})
     lines = [f"{report['setting'].upper()}  ({report['num_queries']} queries x {report['num_gallery']} photos, "
-             f"{report['mode']} mode)", "metric    " + "".join(f"{c:>10}" for c in columns)]
+             f"{report['num_concepts']} query concepts, {report['mode']} mode)",
+             "metric    " + "".join(f"{c:>10}" for c in columns) + ("   splip - baseline [95% CI]" if diff else "")]
     for metric in metrics:
-        lines.append(f"{metric:<10}" + "".join(f"{100 * report[c][metric]:>10.2f}" for c in columns))
+        line = f"{metric:<10}" + "".join(f"{100 * report[c][metric]:>10.2f}" for c in columns)
+        if metric in diff:
+            d = diff[metric]
+            line += f"   {100 * d['mean_difference']:+.2f} [{100 * d['ci_low']:+.2f}, {100 * d['ci_high']:+.2f}]"
+        lines.append(line)
+    if diff:
+        first = next(iter(diff.values()))
+        lines.append(f"CI: {first['n_boot']} bootstrap draws of the {first['n_clusters']} concepts, then of the "
+                     "queries within each")
     return "\n".join(lines)
 
 
@@ -149,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gzs-queries", choices=["unseen", "all"], default="unseen")
     p.add_argument("--max-queries", type=int, help="evaluate a seeded random subset of the queries")
     p.add_argument("--no-baseline", action="store_true", help="skip the frozen CLIP baseline")
+    p.add_argument("--bootstrap", type=int, default=2000, metavar="N",
+                   help="bootstrap draws for the 95%% CI of SpLIP - baseline, clustered by concept (0 = off)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --max-queries subset and of the bootstrap")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--device", default="auto")
@@ -168,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError("--data is required for this dataset")
     data = load_dataset(dataset, root, args.split)
     report = evaluate(model, data, args.setting, baseline=not args.no_baseline, batch_size=args.batch_size,
-                      workers=args.workers, gzs_queries=args.gzs_queries, max_queries=args.max_queries)
+                      workers=args.workers, gzs_queries=args.gzs_queries, max_queries=args.max_queries,
+                      seed=args.seed, bootstrap=args.bootstrap)
     report.update(model=args.model, dataset=args.dataset)
     print(format_table(report))
     if args.json:

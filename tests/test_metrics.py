@@ -1,4 +1,5 @@
-"""Retrieval metrics against sklearn and brute-force references, with ties, chunking and empty classes."""
+"""Retrieval metrics against sklearn and brute-force references, with ties, chunking and empty classes; the
+concept-clustered paired bootstrap."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score
 
-from splip_core.metrics import fg_accuracy, retrieval_metrics
+from splip_core.metrics import fg_accuracy, paired_bootstrap, retrieval_metrics
 
 
 def _normalised(rng: np.random.Generator, n: int, dim: int = 16) -> torch.Tensor:
@@ -77,6 +78,20 @@ def test_map_at_k_and_precision_match_brute_force(embed):
         assert result[f"mAP@{k}"] == pytest.approx(expected[f"AP@{k}"].mean())
     for k in ks:
         assert result[f"P@{k}"] == pytest.approx(expected[f"P@{k}"].mean())
+
+
+def test_per_query_values_match_brute_force_and_average_exactly_to_the_reported_means():
+    rng = np.random.default_rng(5)
+    query, gallery = _integer_embeddings(rng, 70), _integer_embeddings(rng, 50)
+    query_labels, gallery_labels = rng.integers(0, 4, 70), rng.integers(0, 4, 50)
+    result = retrieval_metrics(query, query_labels, gallery, gallery_labels, ks=(10,), map_at=(20,), chunk_size=9)
+    expected = _reference(query, query_labels, gallery, gallery_labels, (10,), (20,))
+    assert set(result["per_query"]) == {"AP@all", "AP@20", "P@10"}
+    for name, values in result["per_query"].items():
+        assert values.shape == (70,) and values.dtype == np.float64
+        np.testing.assert_allclose(values, expected[name], atol=1e-12, err_msg=name)
+        assert float(values.mean()) == result["m" + name if name.startswith("AP") else name]
+    assert float(expected["AP@all"].mean()) == pytest.approx(result["mAP@all"], abs=1e-12)
 
 
 def test_chunked_equals_unchunked():
@@ -177,6 +192,8 @@ def test_fg_accuracy_matches_brute_force(embed, restrict):
     np.testing.assert_array_equal(result["rank"], expected)
     for k in (1, 5, 10):
         assert result[f"acc@{k}"] == pytest.approx((expected <= k).mean())
+        np.testing.assert_array_equal(result["per_query"][f"hit@{k}"], (expected <= k).astype(float))
+        assert float(result["per_query"][f"hit@{k}"].mean()) == result[f"acc@{k}"]
     assert 0 < result["acc@1"] < result["acc@10"]
 
 
@@ -202,3 +219,75 @@ def test_fg_query_without_its_photo_is_an_error():
     # The paired photo exists but in another category: also missing from the restricted gallery.
     with pytest.raises(ValueError, match="no photo with their instance id"):
         fg_accuracy(torch.eye(2), ["a", "b"], torch.eye(2), ["a", "b"], [0, 0], [0, 1])
+
+
+def _clustered_scores(rng: np.random.Generator, n_clusters: int = 30, per_cluster: int = 20, gain: float = 0.1):
+    """Per-query scores of two models whose difference has a shared per-cluster part (concept difficulty)."""
+    clusters = np.repeat(np.arange(n_clusters), per_cluster)
+    shared = rng.normal(0, 0.05, n_clusters)[clusters]
+    b = rng.uniform(0.2, 0.6, len(clusters))
+    a = b + gain + shared + rng.normal(0, 0.05, len(clusters))
+    return a, b, clusters
+
+
+def test_bootstrap_is_reproducible_for_a_seed():
+    a, b, clusters = _clustered_scores(np.random.default_rng(6))
+    first = paired_bootstrap(a, b, clusters, n_boot=500, seed=3)
+    assert paired_bootstrap(a, b, clusters, n_boot=500, seed=3) == first
+    other = paired_bootstrap(a, b, clusters, n_boot=500, seed=4)
+    assert (other["ci_low"], other["ci_high"]) != (first["ci_low"], first["ci_high"])
+    assert other["mean_difference"] == first["mean_difference"]
+    # Tensors and string cluster names work like arrays and integers (clusters are coded in sorted order).
+    names = [f"concept{c:02d}" for c in clusters]  # sorts like the integers, so the same draws
+    assert paired_bootstrap(torch.from_numpy(a), torch.from_numpy(b), names, n_boot=500, seed=3) == first
+
+
+def test_large_difference_excludes_zero_and_identical_inputs_give_zero():
+    a, b, clusters = _clustered_scores(np.random.default_rng(7), gain=0.2)
+    result = paired_bootstrap(a, b, clusters)
+    assert result["mean_difference"] == pytest.approx((a - b).mean(), abs=1e-15)
+    assert 0 < result["ci_low"] < result["mean_difference"] < result["ci_high"]
+    assert result["ci_high"] - result["ci_low"] < 0.1
+    assert (result["n_queries"], result["n_clusters"], result["n_boot"]) == (600, 30, 2000)
+    flipped = paired_bootstrap(b, a, clusters)
+    assert flipped["ci_high"] < 0
+    same = paired_bootstrap(a, a, clusters)
+    assert (same["mean_difference"], same["ci_low"], same["ci_high"]) == (0.0, 0.0, 0.0)
+
+
+def test_one_huge_cluster_widens_the_interval_beyond_the_query_level_one():
+    # One concept with 500 queries where a wins, nine concepts of 5 queries where b wins: the 545 queries are
+    # really ten units, and whether the big one is drawn 0, 1 or 3 times moves the mean a lot.
+    a = np.concatenate([np.ones(500), np.zeros(45)])
+    b = 1 - a
+    clusters = np.concatenate([np.zeros(500, dtype=int), np.repeat(np.arange(1, 10), 5)])
+    clustered = paired_bootstrap(a, b, clusters, seed=1)
+    naive = paired_bootstrap(a, b, np.arange(len(a)), seed=1)  # every query its own cluster
+    assert clustered["mean_difference"] == naive["mean_difference"]
+    assert naive["n_clusters"] == 545 and clustered["n_clusters"] == 10
+    assert clustered["ci_high"] - clustered["ci_low"] > 5 * (naive["ci_high"] - naive["ci_low"])
+    assert clustered["ci_low"] < 0 < naive["ci_low"]
+
+
+def test_single_cluster_still_resamples_its_queries():
+    rng = np.random.default_rng(8)
+    a, b = rng.random(200), rng.random(200)
+    result = paired_bootstrap(a, b, np.zeros(200), n_boot=300)
+    assert result["n_clusters"] == 1 and result["ci_low"] < result["mean_difference"] < result["ci_high"]
+
+
+def test_bootstrap_rejects_bad_input():
+    with pytest.raises(ValueError, match="at least one query"):
+        paired_bootstrap([], [], [])
+    with pytest.raises(ValueError, match=r"got 3 \(a\), 2 \(b\), 3 \(clusters\)"):
+        paired_bootstrap([1, 2, 3], [1, 2], [0, 0, 1])
+    with pytest.raises(ValueError, match="clusters"):
+        paired_bootstrap([1, 2], [1, 2], [0])
+    with pytest.raises(ValueError, match="1-D"):
+        paired_bootstrap(np.zeros((2, 2)), np.zeros((2, 2)), [0, 1])
+    with pytest.raises(ValueError, match="finite"):
+        paired_bootstrap([1.0, np.nan], [0.0, 0.0], [0, 1])
+    with pytest.raises(ValueError, match="n_boot"):
+        paired_bootstrap([1.0], [0.0], [0], n_boot=0)
+    with pytest.raises(ValueError, match="level"):
+        paired_bootstrap([1.0], [0.0], [0], level=1.0)
