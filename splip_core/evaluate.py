@@ -97,9 +97,11 @@ def split_for(data: SBIRData, setting: str, gzs_queries: str = "unseen") -> tupl
 
 def evaluate(model: SpLIP, data: SBIRData, setting: str, baseline: bool = True, batch_size: int = 64,
              workers: int = 0, gzs_queries: str = "unseen", max_queries: int | None = None, seed: int = 0,
-             bootstrap: int = 2000) -> dict:
+             bootstrap: int = 2000, reference: SpLIP | None = None) -> dict:
     """Metrics of SpLIP (and its frozen CLIP baseline) for one setting, as fractions in [0, 1].
 
+    `reference` replaces the frozen baseline with another model (an ablation against the full SpLIP, say): its
+    scores are reported under "baseline" and the difference is SpLIP minus the reference.
     With the baseline and `bootstrap` > 0, report["difference"][metric] is `metrics.paired_bootstrap` of SpLIP minus
     the baseline over `bootstrap` replicates, clustered by query class; `seed` drives it and the query subset.
     """
@@ -111,7 +113,9 @@ def evaluate(model: SpLIP, data: SBIRData, setting: str, baseline: bool = True, 
         queries = [queries[i] for i in pick]
     report: dict = {"setting": setting, "mode": model.config.inference_mode, "seen": data.seen,
                     "unseen": data.unseen, "per_class_ap": {}}
-    models = {"splip": model, **({"baseline": model.frozen_baseline()} if baseline else {})}
+    models = {"splip": model}
+    if reference is not None or baseline:
+        models["baseline"] = reference if reference is not None else model.frozen_baseline()
     scored = {}
     for name, m in models.items():
         q, qs = embed_samples(m, queries, "sketch", batch_size, workers, f"{name} sketches")
@@ -122,7 +126,7 @@ def evaluate(model: SpLIP, data: SBIRData, setting: str, baseline: bool = True, 
         report.update(num_queries=len(qs), num_gallery=len(gs))
     report["chance"] = chance_levels(setting, queries, gallery)
     report["num_concepts"] = len({s.label for s in scored["splip"]["queries"]})
-    if baseline and bootstrap:
+    if "baseline" in models and bootstrap:
         report["difference"] = differences(scored["splip"], scored["baseline"], bootstrap, seed)
     return report
 

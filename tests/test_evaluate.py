@@ -64,3 +64,13 @@ def test_cli_bootstrap_and_seed_reach_the_json(data, folder_dataset, tmp_path, c
     assert reports[0]["splip"] == reports[2]["splip"]
     assert run_cli(evaluate_main, [*args, "--bootstrap", "0", "--json", str(tmp_path / "off.json")]) == 0
     assert "difference" not in json.loads((tmp_path / "off.json").read_text())
+
+
+def test_a_reference_model_replaces_the_frozen_baseline(data):
+    model = tiny_model(seen_classes=data.seen)
+    other = tiny_model(seen_classes=data.seen, seed=1)
+    report = evaluate(model, data, "zs", baseline=False, reference=other, bootstrap=200)
+    assert report["baseline"] == evaluate(other, data, "zs", baseline=False)["splip"]
+    assert report["baseline"] != evaluate(model, data, "zs", bootstrap=0)["baseline"]
+    same = evaluate(model, data, "zs", reference=model, bootstrap=200)["difference"]["mAP@all"]
+    assert same["mean_difference"] == same["ci_low"] == same["ci_high"] == 0.0
