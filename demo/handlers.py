@@ -251,8 +251,9 @@ def index_upload(state: DemoState, files, progress: Progress | None = None) -> t
 
 # ----------------------------------------------------------------------------------------------------------------
 # the About tab
-SETTING_TITLES = {"zs": "ZS: unseen categories only", "gzs": "GZS: seen and unseen categories",
-                  "fg": "FG: the photo a sketch was drawn from"}
+SETTING_TITLES = {"zs": "ZS: unseen categories only",
+                  "seen": "Seen categories, sketches by drawers never used in training",
+                  "gzs": "GZS: seen and unseen categories", "fg": "FG: the photo a sketch was drawn from"}
 METHOD_NAMES = {"baseline": "frozen CLIP", "splip": "SpLIP", "chance": "chance"}
 
 
@@ -261,12 +262,14 @@ def _fmt(value) -> str:
 
 
 def evaluation_markdown(evaluation: dict | None, note: str = "") -> str:
-    """The shipped evaluation as one table per setting (rows: baseline, SpLIP, chance; values in %)."""
+    """The shipped evaluation as one table per setting (rows: baseline, SpLIP, their difference with its
+    concept-clustered bootstrap 95% CI, chance; values in %)."""
     if not evaluation or not evaluation.get("settings"):
         return note or "No evaluation shipped with this model."
     out = []
     for key, setting in evaluation["settings"].items():
-        results = {method: scores for method, scores in setting.items() if isinstance(scores, dict)}
+        results = {method: scores for method, scores in setting.items()
+                   if method in METHOD_NAMES and isinstance(scores, dict)}
         metrics = list(dict.fromkeys(m for scores in results.values() for m in scores))
         size = (f" — {setting['num_queries']} sketches × {setting['num_gallery']} photos"
                 if "num_queries" in setting and "num_gallery" in setting else "")
@@ -275,6 +278,11 @@ def evaluation_markdown(evaluation: dict | None, note: str = "") -> str:
         for method, scores in results.items():
             cells = " | ".join(_fmt(scores.get(m, "–")) for m in metrics)
             out.append(f"| {METHOD_NAMES.get(method, method)} | {cells} |")
+        diff = setting.get("difference") or {}
+        if diff:
+            cells = " | ".join(f"{100 * diff[m]['mean_difference']:+.1f} [{100 * diff[m]['ci_low']:+.1f}, "
+                               f"{100 * diff[m]['ci_high']:+.1f}]" if m in diff else "–" for m in metrics)
+            out.append(f"| SpLIP − frozen [95% CI] | {cells} |")
         out.append("")
     return "\n".join(out)
 

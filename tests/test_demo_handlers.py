@@ -50,7 +50,8 @@ def build_world(root: Path, evaluation: bool = True) -> Path:
         classes = SEEN + UNSEEN
         (root / "evaluation.json").write_text(json.dumps({
             "settings": {"zs": {"baseline": {"mAP@all": 0.2, "P@100": 0.1}, "splip": {"mAP@all": 0.4, "P@100": 0.3},
-                                "chance": {"mAP@all": 0.1, "P@100": 0.1}, "num_queries": 7, "num_gallery": 9},
+                                "chance": {"mAP@all": 0.1, "P@100": 0.1}, "num_queries": 7, "num_gallery": 9,
+                                "difference": {"mAP@all": {"mean_difference": 0.2, "ci_low": 0.05, "ci_high": 0.31}}},
                          "fg": {"baseline": {"Acc@1": 0.1, "Acc@5": 0.3}, "splip": {"Acc@1": 0.2, "Acc@5": 0.5}}},
             "per_class_ap": {"baseline": {c: 0.1 * i for i, c in enumerate(classes)},
                              "splip": {c: 0.15 * i for i, c in enumerate(classes)}},
@@ -318,6 +319,7 @@ def test_about_tab_shows_the_evaluation_table_and_chart(state):
     table = handlers.evaluation_markdown(state.evaluation)
     assert "| frozen CLIP | 20.0 | 10.0 |" in table and "| SpLIP | 20.0 | 50.0 |" in table
     assert "7 sketches × 9 photos" in table
+    assert "| SpLIP − frozen [95% CI] | +20.0 [+5.0, +31.0] | – |" in table
     figure = handlers.ap_figure(state.evaluation)
     assert len(figure.axes) == 2
     assert handlers.ap_figure(None) is None
