@@ -1,0 +1,172 @@
+"""Doodle benchmark: do mouse doodles drawn on the demo's canvas find photos of the thing drawn?
+
+    python benchmarks/doodle.py --model weights/mini [--mode faithful|fast] [--threads 1] [--json OUT] [--save-png DIR]
+
+Each doodle of `benchmarks/doodles.json` (strokes of [x, y] points on the 512x512 Sketchpad) is rendered as the
+canvas draws it (black round-capped lines of the brush width on white), flattened and cropped to its ink as the demo
+does, and searched in the GZS gallery (every photo under `<model>/gallery/photo/<concept>/`) by SpLIP and by its
+frozen CLIP baseline, ranking photos by cosine similarity. Reported: photo-level hit@1/@5 (the doodle's concept is
+the concept of one of the top-k photos) and concept-level hit@1/@5 (concepts ranked by their best photo's score).
+Doodles of a concept with no gallery folder count as misses and are listed as missing concepts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # `python benchmarks/doodle.py` from a checkout, without installing the package
+    sys.path.insert(0, str(REPO))
+
+from splip_core import SpLIP  # noqa: E402
+from splip_core.gallery import Gallery  # noqa: E402
+from splip_core.preprocess import crop_to_ink, is_blank, load_image  # noqa: E402
+
+DOODLES = Path(__file__).with_name("doodles.json")
+KS = (1, 5)
+
+
+def load_doodles(path: str | os.PathLike = DOODLES) -> dict:
+    """The doodle file as a dict: about, canvas (side in px), brush (width in px), doodles."""
+    return json.loads(Path(path).read_text())
+
+
+def render(strokes: Sequence[Sequence[Sequence[int]]], canvas: int = 512, brush: int = 6) -> Image.Image:
+    """The strokes as the Sketchpad shows them: an RGBA white canvas with black polylines `brush` px wide, round caps
+    and joins (a disc at every point); a one-point stroke is a dot."""
+    image = Image.new("RGBA", (canvas, canvas), (255, 255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    for stroke in strokes:
+        points = [tuple(p) for p in stroke]
+        if len(points) > 1:
+            draw.line(points, fill="black", width=brush)
+        for x, y in points:  # the disc covers the same `brush` pixel rows/columns as the line through (x, y)
+            draw.ellipse((x - brush // 2, y - brush // 2, x - brush // 2 + brush - 1, y - brush // 2 + brush - 1),
+                         fill="black")
+    return image
+
+
+def canvas_to_sketch(image: Image.Image) -> Image.Image | None:
+    """What the demo searches for a canvas: flattened on white, cropped to the ink; None for a blank canvas."""
+    flat = load_image(image)
+    return None if is_blank(flat) else crop_to_ink(flat)
+
+
+def concept_folder(concept: str) -> str:
+    """The gallery folder of a concept: spaces become underscores ("light bulb" -> "light_bulb")."""
+    return concept.replace(" ", "_")
+
+
+def concept_ranking(scores: np.ndarray, labels: Sequence[str]) -> list[str]:
+    """Distinct labels ordered by the best score of any of their photos, best first."""
+    best: dict[str, float] = {}
+    for score, label in zip(scores.tolist(), labels, strict=True):
+        best[label] = max(score, best.get(label, -np.inf))
+    return sorted(best, key=lambda label: -best[label])
+
+
+def hit_rates(rankings: Sequence[Sequence[str]], truths: Sequence[str], ks: Sequence[int] = KS) -> dict[int, float]:
+    """For each k, the fraction of queries whose true label is among the first k entries of their ranking."""
+    if len(rankings) != len(truths) or not truths:
+        raise ValueError(f"need one ranking per query and at least one query, got {len(rankings)} and {len(truths)}")
+    return {k: sum(t in list(r[:k]) for r, t in zip(rankings, truths, strict=True)) / len(truths) for k in ks}
+
+
+def evaluate(model: SpLIP, sketches: list[Image.Image], gallery: Gallery, truths: list[str]) -> dict:
+    """Hit rates of one model: photo level (labels of the top photos) and concept level (best photo per concept)."""
+    queries = model.encode_sketch(sketches).numpy()
+    scores = queries @ gallery.vectors.T
+    labels = [item.label for item in gallery.items]
+    photo_rankings = [[labels[i] for i in np.argsort(-row, kind="stable")[: max(KS)]] for row in scores]
+    concept_rankings = [concept_ranking(row, labels) for row in scores]
+    return {
+        "photo_hit": hit_rates(photo_rankings, truths),
+        "concept_hit": hit_rates(concept_rankings, truths),
+        "top3": [r[:3] for r in concept_rankings],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=str(REPO / "weights" / "mini"), help="checkpoint directory with gallery/photo/")
+    p.add_argument("--mode", choices=["faithful", "fast"], help="inference mode (default: the model's own)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--doodles", default=str(DOODLES))
+    p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "splip" / "doodle"),
+                   help="on-disk photo embedding cache ('' for none)")
+    p.add_argument("--json", help="write every number here")
+    p.add_argument("--save-png", help="save each doodle as the demo searches it (cropped) into this folder")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+
+    spec = load_doodles(args.doodles)
+    doodles = spec["doodles"]
+    sketches = []
+    for doodle in doodles:
+        sketch = canvas_to_sketch(render(doodle["strokes"], spec["canvas"], spec["brush"]))
+        if sketch is None:
+            raise ValueError(f"doodle {doodle['id']} renders to a blank canvas")
+        sketches.append(sketch)
+    if args.save_png:
+        Path(args.save_png).mkdir(parents=True, exist_ok=True)
+        for doodle, sketch in zip(doodles, sketches, strict=True):
+            sketch.save(Path(args.save_png) / f"{doodle['id']}.png")
+
+    model = SpLIP.from_pretrained(args.model).eval()
+    if args.mode:
+        model.config.inference_mode = args.mode
+    baseline = model.frozen_baseline().eval()
+    photo_root = Path(args.model) / "gallery" / "photo"
+    truths = [concept_folder(d["concept"]) for d in doodles]
+    results, galleries = {}, {}
+    for name, encoder in (("SpLIP", model), ("frozen CLIP", baseline)):
+        galleries[name] = Gallery.from_folder(
+            photo_root, lambda images, enc=encoder: enc.encode_photo(images).numpy(), encoder.fingerprint(),
+            encoder.config.inference_mode, cache_dir=args.cache_dir or None, progress=False)
+        results[name] = evaluate(encoder, sketches, galleries[name], truths)
+    present = set(galleries["SpLIP"].labels)
+    missing = sorted({d["concept"] for d in doodles if concept_folder(d["concept"]) not in present})
+    seconds = time.perf_counter() - start
+
+    concepts = sorted({d["concept"] for d in doodles})
+    print(f"{len(doodles)} doodles of {len(concepts)} concepts; gallery {len(galleries['SpLIP'])} photos of "
+          f"{len(present)} concepts; mode {model.config.inference_mode}; {seconds:.1f} s")
+    print(f"missing from the gallery ({len(missing)} concepts, counted as misses): {', '.join(missing) or '-'}")
+    print(f"\n{'model':<12} {'photo@1':>8} {'photo@5':>8} {'concept@1':>10} {'concept@5':>10}")
+    for name, r in results.items():
+        print(f"{name:<12} {r['photo_hit'][1]:>8.1%} {r['photo_hit'][5]:>8.1%} "
+              f"{r['concept_hit'][1]:>10.1%} {r['concept_hit'][5]:>10.1%}")
+    print(f"\n{'doodle':<16} {'concept':<12} {'SpLIP top-3 concepts':<40} frozen CLIP top-3 concepts")
+    for i, d in enumerate(doodles):
+        top = [", ".join(results[name]["top3"][i]) for name in results]
+        print(f"{d['id']:<16} {d['concept']:<12} {top[0]:<40} {top[1]}")
+
+    if args.json:
+        report = {
+            "model": args.model, "mode": model.config.inference_mode, "seconds": round(seconds, 2),
+            "n_doodles": len(doodles), "n_concepts": len(concepts), "n_photos": len(galleries["SpLIP"]),
+            "missing_concepts": missing,
+            "results": {name: {"photo_hit": r["photo_hit"], "concept_hit": r["concept_hit"]}
+                        for name, r in results.items()},
+            "per_doodle": [{"id": d["id"], "concept": d["concept"],
+                            **{f"{name} top3": results[name]["top3"][i] for name in results}}
+                           for i, d in enumerate(doodles)],
+        }
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

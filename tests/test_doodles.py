@@ -1,0 +1,97 @@
+"""The doodle benchmark's data and arithmetic: doodles.json is well formed, renders like the demo's canvas, and the
+hit rates count what they claim (benchmarks/doodle.py)."""
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks.doodle import canvas_to_sketch, concept_ranking, evaluate, hit_rates, load_doodles, render
+from splip_core.gallery import Gallery
+from splip_core.preprocess import ink_mask
+
+EVERYDAY = {
+    "house", "tree", "sun", "moon", "star", "cloud", "flower", "cat", "dog", "fish", "bird", "butterfly", "car",
+    "bicycle", "airplane", "sailboat", "train", "apple", "banana", "cup", "clock", "key", "umbrella", "heart", "book",
+    "chair", "guitar", "hat", "eyeglasses", "scissors", "pizza", "mushroom", "snowman", "cactus", "tent", "envelope",
+    "light bulb", "bell", "camera", "telephone",
+}
+
+SPEC = load_doodles()
+DOODLES = SPEC["doodles"]
+
+
+def test_doodle_file_is_well_formed():
+    assert (SPEC["canvas"], SPEC["brush"]) == (512, 6)
+    assert len(DOODLES) >= 40
+    assert len({d["id"] for d in DOODLES}) == len(DOODLES)
+    concepts = {d["concept"] for d in DOODLES}
+    assert len(concepts) >= 25
+    assert concepts <= EVERYDAY, concepts - EVERYDAY
+    for d in DOODLES:
+        assert 1 <= len(d["strokes"]) <= 12, d["id"]
+        for stroke in d["strokes"]:
+            assert len(stroke) >= 1, d["id"]
+            for point in stroke:
+                assert len(point) == 2 and all(isinstance(v, int) and 0 <= v < SPEC["canvas"] for v in point), d["id"]
+
+
+@pytest.mark.parametrize("doodle", DOODLES, ids=[d["id"] for d in DOODLES])
+def test_doodle_renders_and_is_cropped_like_the_demo(doodle):
+    canvas = render(doodle["strokes"], SPEC["canvas"], SPEC["brush"])
+    assert canvas.mode == "RGBA" and canvas.size == (512, 512)
+    sketch = canvas_to_sketch(canvas)
+    assert sketch is not None and sketch.mode == "RGB"
+    assert ink_mask(sketch).sum() == ink_mask(canvas).sum()  # nothing drawn is lost or added by the crop
+    ys, xs = np.nonzero(ink_mask(sketch))
+    extent = max(ys.max() - ys.min(), xs.max() - xs.min()) + 1
+    assert sketch.width == sketch.height == int(extent * 1.2) + 1  # crop_to_ink's square with a 10% margin
+    lo, hi = (ys, sketch.height) if ys.max() - ys.min() >= xs.max() - xs.min() else (xs, sketch.width)
+    for gap in (lo.min(), hi - 1 - lo.max()):  # the ink stops a tenth of its extent short of the square's edge
+        assert abs(gap - 0.1 * extent) <= 2
+
+
+@pytest.mark.parametrize("brush", [6, 11])
+def test_render_draws_the_brush_width_with_round_caps(brush):
+    line = ink_mask(render([[[100, 200], [300, 200]]], brush=brush))
+    assert line[:, 200].sum() == brush
+    xs = np.nonzero(line[200])[0]
+    assert abs(xs.min() - (100 - brush / 2)) <= 1 and abs(xs.max() - (300 + brush / 2)) <= 1  # caps beyond the ends
+    dot = ink_mask(render([[[50, 60]]], brush=brush))
+    ys, xs = np.nonzero(dot)
+    assert brush - 1 <= xs.max() - xs.min() + 1 <= brush + 1 and brush - 1 <= ys.max() - ys.min() + 1 <= brush + 1
+    assert canvas_to_sketch(render([], brush=brush)) is None
+
+
+def test_hit_rates_count_the_truth_within_the_first_k():
+    rankings = [["cat", "dog"], ["dog", "cat", "a", "b", "c"], ["a", "b", "c", "d", "e", "cat"], ["cat"]]
+    truths = ["cat", "cat", "cat", "dog"]
+    assert hit_rates(rankings, truths, ks=(1, 2, 5, 6)) == {1: 0.25, 2: 0.5, 5: 0.5, 6: 0.75}
+    with pytest.raises(ValueError):
+        hit_rates(rankings, truths[:2])
+
+
+def test_concept_ranking_orders_concepts_by_their_best_photo():
+    assert concept_ranking(np.array([0.1, 0.9, 0.5, 0.2, 0.95]), ["a", "b", "a", "c", "c"]) == ["c", "b", "a"]
+
+
+class _FixedEncoder:
+    """Stands in for SpLIP: the i-th sketch gets the i-th given query vector."""
+
+    def __init__(self, queries):
+        self.queries = torch.tensor(queries, dtype=torch.float32)
+
+    def encode_sketch(self, images):
+        return self.queries[: len(images)]
+
+
+def test_evaluate_separates_photo_and_concept_hits():
+    # for the first doodle (a dog) six cat photos outscore the one dog photo: a miss at photo@5, a hit at concept@5
+    labels = ["cat"] * 6 + ["dog"]
+    angles = np.linspace(0.0, 0.6, 7)
+    vectors = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    gallery = Gallery.from_items([f"{i}.jpg" for i in range(7)], labels, vectors)
+    encoder = _FixedEncoder([[1.0, 0.0], [1.0, 0.0], [np.cos(0.6), np.sin(0.6)], [1.0, 0.0]])
+    result = evaluate(encoder, [None] * 4, gallery, ["dog", "cat", "dog", "pizza"])
+    assert result["photo_hit"] == {1: 0.5, 5: 0.5}
+    assert result["concept_hit"] == {1: 0.5, 5: 0.75}  # pizza has no photo: always a miss
+    assert result["top3"][0] == ["cat", "dog"]
