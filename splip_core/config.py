@@ -64,6 +64,10 @@ class SpLIPConfig:
     "fast" (an approximation): T from the running mean of training patch embeddings, so V^ms is computed once per
     modality and image encoding costs about plain CLIP."""
     train_text_conditioning: str = "instance"  # [U] "instance" (faithful) or "batch" (T from the batch mean)
+    text_class_sample: int | None = None
+    """Training with "instance" conditioning only: each image's text pass runs over k seen classes drawn at random
+    (always including its own), so B_vt averages and L_class ranks over that subset; None = all seen classes.
+    Inference always uses all seen classes."""
 
     # --- losses (used by splip_core.losses / train) ---------------------------------------------------------------
     alpha: float = 1.0  # weight of L_class [U]
@@ -73,6 +77,17 @@ class SpLIPConfig:
     use_jigsaw: bool = True
     adaptive_margin: bool = True
     fixed_margin: float = 0.2
+    margin_min: float | None = None
+    """Lower clamp of the adaptive margin; None = none. On a small text tower class-text cosines can be negative,
+    and a triplet whose margin is negative never fires (spec section 11)."""
+    triplet_mining: str = "random"
+    """"random": the sampled negative; "batch_hard": per sketch, the most similar photo of another class (another
+    instance at FG level) among the batch's positive and negative photos."""
+    use_contrastive: bool = False
+    """An in-batch symmetric InfoNCE between sketches and positive photos; every same-class (FG: same-instance) pair
+    in the batch is a positive. Not in the paper."""
+    contrastive_weight: float = 1.0
+    contrastive_temperature: float = 0.07
     class_loss_on: str = "both"  # [U] "both" | "sketch" | "photo"
     temperature: float | None = None  # [U] tau of L_class; None = the backbone's learned 1/logit_scale (CLIP: 0.01)
     jigsaw_grid: int = 3  # [U]
@@ -100,6 +115,14 @@ class SpLIPConfig:
             raise ConfigError("text_prompt_position must be 'prepend' or 'replace'")
         if self.class_loss_on not in ("both", "sketch", "photo"):
             raise ConfigError("class_loss_on must be 'both', 'sketch' or 'photo'")
+        if self.triplet_mining not in ("random", "batch_hard"):
+            raise ConfigError("triplet_mining must be 'random' or 'batch_hard'")
+        if self.contrastive_temperature <= 0:
+            raise ConfigError(f"contrastive_temperature must be > 0, got {self.contrastive_temperature}")
+        if self.contrastive_weight < 0:
+            raise ConfigError(f"contrastive_weight must be >= 0, got {self.contrastive_weight}")
+        if self.text_class_sample is not None and int(self.text_class_sample) < 1:
+            raise ConfigError(f"text_class_sample must be >= 1 or null, got {self.text_class_sample}")
         if self.bt_pool != "mean" or self.bv_input != "embedding":
             raise ConfigError("bt_pool supports 'mean' and bv_input supports 'embedding' only")
         for name in ("n_text_prompts", "n_shared_prompts", "bt_layers", "jigsaw_grid", "jigsaw_permutations"):

@@ -1,9 +1,13 @@
-"""SpLIP's training objective: L = L_triplet(adaptive margin) + alpha L_class + beta L_cjs (spec section 3).
+"""SpLIP's training objective: L = L_triplet(adaptive margin) + alpha L_class + beta L_cjs (spec section 3),
+plus an optional in-batch contrastive term (not in the paper; weight `contrastive_weight`).
 
 L_class   cross-entropy of an image against the seen-class prompts of its modality, from the same prompted text pass
           that builds the visual prompts (temperature in the config).
 L_triplet sketch anchor, positive and negative photos; cosine distance; margin mu = cos(t(c+), t(c-)) from frozen
-          CLIP text "a photo of a {c}" (detached), or a fixed margin (ablation; also used for same-class FG pairs).
+          CLIP text "a photo of a {c}" (detached), or a fixed margin (ablation; also used for same-class FG pairs);
+          optionally clamped from below (`margin_min`). The negative is the sampled one, or with
+          `triplet_mining="batch_hard"` the hardest non-matching photo among the batch's positives and negatives.
+L_con     (optional) symmetric multi-positive InfoNCE between the batch's sketches and positive photos.
 L_cjs     conditional cross-modal jigsaw: a sketch shuffled by permutation y is paired with the unshuffled sketch,
           the positive photo or the negative photo; a small transformer F_js predicts y. CE on the sketch pair plus a
           hinge asking the positive photo to unscramble the sketch better than the negative photo.
@@ -95,6 +99,36 @@ def triplet_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.T
     return F.relu(d_pos - d_neg + margin).mean()
 
 
+def contrastive_loss(sketch: torch.Tensor, photo: torch.Tensor, sketch_keys: torch.Tensor, photo_keys: torch.Tensor,
+                     temperature: float) -> torch.Tensor:
+    """Symmetric InfoNCE with multi-positive targets: sketch i and photo j match when their keys are equal.
+
+    Each direction is the cross-entropy between softmax(cos / temperature) and the uniform distribution over the
+    matching items (CLIP's loss when every key is unique); the result is the mean of both directions.
+    """
+    logits = sketch @ photo.T / temperature
+    match = (sketch_keys[:, None] == photo_keys[None, :]).to(logits.dtype)
+    to_photo = -(match / match.sum(1, keepdim=True) * F.log_softmax(logits, 1)).sum(1).mean()
+    to_sketch = -(match / match.sum(0, keepdim=True) * F.log_softmax(logits, 0)).sum(0).mean()
+    return (to_photo + to_sketch) / 2
+
+
+def hardest_negatives(anchor: torch.Tensor, photos: torch.Tensor, anchor_keys: torch.Tensor,
+                      photo_keys: torch.Tensor) -> torch.Tensor:
+    """Index into `photos` of each anchor's most similar photo whose key differs from the anchor's."""
+    sim = anchor.detach() @ photos.detach().T
+    sim = sim.masked_fill(anchor_keys[:, None] == photo_keys[None, :], float("-inf"))
+    return sim.argmax(1)
+
+
+def sample_class_subsets(labels: torch.Tensor, n_classes: int, k: int, generator: torch.Generator | None
+                         ) -> torch.Tensor:
+    """(B, k) class indices per image: its own label first, then k-1 other classes drawn without replacement."""
+    scores = torch.rand(len(labels), n_classes, generator=generator).to(labels.device)
+    scores[torch.arange(len(labels), device=labels.device), labels] = 2.0
+    return scores.topk(k, dim=1).indices
+
+
 class SpLIPLoss(nn.Module):
     """The total loss; owns the jigsaw solver (trainable) and the frozen class-text table for adaptive margins."""
 
@@ -113,27 +147,45 @@ class SpLIPLoss(nn.Module):
         self.register_buffer("margin_text", margin_text, persistent=False)
 
     def margins(self, labels: torch.Tensor, negative_labels: torch.Tensor) -> torch.Tensor:
+        """mu per triplet: the adaptive margin (clamped below at `margin_min`), or the fixed one for same-class
+        pairs and when adaptive margins are off."""
         fixed = torch.full(labels.shape, self.config.fixed_margin, device=labels.device)
         if self.margin_text is None:
             return fixed
         text = self.margin_text.to(labels.device)
         adaptive = (text[labels] * text[negative_labels]).sum(-1)
+        if self.config.margin_min is not None:
+            adaptive = adaptive.clamp(min=self.config.margin_min)
         return torch.where(labels == negative_labels, fixed, adaptive)
 
-    def forward(self, model: SpLIP, batch: dict[str, torch.Tensor],
-                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """All terms for one batch of triplets; 'total' is what to backpropagate."""
+    def forward(self, model: SpLIP, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None,
+                stats: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
+        """All terms for one batch of triplets; 'total' is what to backpropagate.
+
+        Matching for the contrastive term and batch-hard mining is by class, or by `positive_key` /
+        `negative_key` (instance ids) when the batch carries them (FG level). A dict passed as `stats` receives
+        detached batch statistics (cosines, margins, active triplets, accuracies) for the training report.
+        """
         c = self.config
         labels, neg_labels = batch["label"], batch["negative_label"]
+        anchor_keys = batch.get("positive_key", labels)
+        photo_keys = torch.cat([anchor_keys, batch.get("negative_key", neg_labels)])
         want_sketch_text = c.use_class_loss and c.class_loss_on in ("both", "sketch")
         want_photo_text = c.use_class_loss and c.class_loss_on in ("both", "photo")
         f_s, t_s = model(batch["sketch"], "sketch", with_class_text=True)  # the text comes with B_vt's pass anyway
         f_p, t_p = model(batch["positive"], "photo", with_class_text=True)
         f_n = model(batch["negative"], "photo")
         zero = f_s.sum() * 0
-        terms = {"triplet": zero, "class": zero, "jigsaw": zero}
+        terms = {"triplet": zero, "contrastive": zero, "class": zero, "jigsaw": zero}
+        negatives, negative_labels = f_n, neg_labels
+        if c.triplet_mining == "batch_hard":
+            pick = hardest_negatives(f_s, torch.cat([f_p, f_n]), anchor_keys, photo_keys)
+            negatives, negative_labels = torch.cat([f_p, f_n])[pick], torch.cat([labels, neg_labels])[pick]
+        margins = self.margins(labels, negative_labels)
         if c.use_triplet:
-            terms["triplet"] = triplet_loss(f_s, f_p, f_n, self.margins(labels, neg_labels))
+            terms["triplet"] = triplet_loss(f_s, f_p, negatives, margins)
+        if c.use_contrastive:
+            terms["contrastive"] = contrastive_loss(f_s, f_p, anchor_keys, anchor_keys, c.contrastive_temperature)
         if c.use_class_loss:
             parts = []
             if want_sketch_text:
@@ -141,13 +193,27 @@ class SpLIPLoss(nn.Module):
             if want_photo_text:
                 parts.append(class_loss(f_p, t_p, labels, self.temperature))
             terms["class"] = torch.stack(parts).mean()
+        jigsaw_logits = None
         if self.solver is not None:
             y = torch.randint(len(self.permutations), labels.shape, generator=generator).to(labels.device)
             shuffled = shuffle_tiles(batch["sketch"], self.permutations[y], c.jigsaw_grid)
             f_shuf = model(shuffled, "sketch")
-            ce_sketch = F.cross_entropy(self.solver(f_s, f_shuf), y)
+            jigsaw_logits = self.solver(f_s, f_shuf)
+            ce_sketch = F.cross_entropy(jigsaw_logits, y)
             ce_pos = F.cross_entropy(self.solver(f_p, f_shuf), y, reduction="none")
             ce_neg = F.cross_entropy(self.solver(f_n, f_shuf), y, reduction="none")
             terms["jigsaw"] = ce_sketch + F.relu(ce_pos - ce_neg).mean()
-        terms["total"] = terms["triplet"] + c.alpha * terms["class"] + c.beta * terms["jigsaw"]
+        terms["total"] = (terms["triplet"] + c.contrastive_weight * terms["contrastive"] + c.alpha * terms["class"]
+                          + c.beta * terms["jigsaw"])
+        if stats is not None:
+            with torch.no_grad():
+                pos_cos, neg_cos = (f_s * f_p).sum(-1), (f_s * negatives).sum(-1)
+                stats.update(pos_cos=float(pos_cos.mean()), neg_cos=float(neg_cos.mean()),
+                             margin=float(margins.mean()), negative_margins=float((margins < 0).float().mean()),
+                             active_triplets=float((neg_cos - pos_cos + margins > 0).float().mean()))
+                if t_s is not None:
+                    logits = f_s @ t_s[0].T if t_s.shape[0] == 1 else torch.einsum("bd,bcd->bc", f_s, t_s)
+                    stats["class_acc"] = float((logits.argmax(1) == labels).float().mean())
+                if jigsaw_logits is not None:
+                    stats["jigsaw_acc"] = float((jigsaw_logits.argmax(1) == y).float().mean())
         return terms

@@ -1,6 +1,7 @@
 """The three loss terms: their definitions, the jigsaw permutations, and gradients reaching the prompts."""
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -8,6 +9,8 @@ import torch
 from splip_core.losses import (
     SpLIPLoss,
     class_loss,
+    contrastive_loss,
+    hardest_negatives,
     max_hamming_permutations,
     shuffle_tiles,
     triplet_loss,
@@ -114,3 +117,98 @@ def test_a_few_steps_lower_the_total_loss():
         optimizer.step()
         losses.append(terms["total"].item())
     assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_margin_min_clamps_only_the_adaptive_margins_from_below():
+    model = tiny_model()
+    text = model.frozen_baseline().encode_text(TINY_CLASSES, "photo")
+    labels, negatives = torch.tensor([0, 0, 1, 2, 3]), torch.tensor([1, 2, 3, 4, 3])
+    cosines = (text[labels] * text[negatives]).sum(-1)
+    floor = float(cosines[:4].sort().values[1])  # between the adaptive margins: some get clamped, some do not
+    clamped = SpLIPLoss(tiny_model(margin_min=floor), TINY_CLASSES).margins(labels, negatives)
+    expected = torch.where(labels == negatives, torch.tensor(0.2), cosines.clamp(min=floor))
+    assert torch.allclose(clamped, expected, atol=1e-6)
+    assert (clamped[:4] == floor).any() and (clamped[:4] > floor).any()
+    assert torch.allclose(SpLIPLoss(model, TINY_CLASSES).margins(labels, negatives)[:4], cosines[:4], atol=1e-6)
+
+
+def test_contrastive_loss_matches_a_hand_computation_with_multiple_positives():
+    sketch = torch.nn.functional.normalize(torch.tensor([[1.0, 0.2], [0.3, 1.0], [-1.0, 0.5]]), dim=-1)
+    photo = torch.nn.functional.normalize(torch.tensor([[0.8, 0.1], [0.0, 1.0], [-0.5, -1.0]]), dim=-1)
+    keys = torch.tensor([4, 4, 7])  # sketches 0 and 1 share a class: each matches photos 0 and 1
+    tau = 0.5
+    sim = (sketch @ photo.T).tolist()
+
+    def direction(rows):
+        total = 0.0
+        for i, row in enumerate(rows):
+            log_z = math.log(sum(math.exp(s / tau) for s in row))
+            matches = [j for j in range(3) if keys[i] == keys[j]]
+            total += -sum(row[j] / tau - log_z for j in matches) / len(matches)
+        return total / 3
+
+    expected = (direction(sim) + direction((photo @ sketch.T).tolist())) / 2
+    assert contrastive_loss(sketch, photo, keys, keys, tau).item() == pytest.approx(expected, abs=1e-5)
+    unique = torch.arange(3)
+    clip_style = (torch.nn.functional.cross_entropy(sketch @ photo.T / tau, unique)
+                  + torch.nn.functional.cross_entropy(photo @ sketch.T / tau, unique)) / 2
+    assert contrastive_loss(sketch, photo, unique, unique, tau).item() == pytest.approx(clip_style.item(), abs=1e-6)
+    aligned = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [1.0, 0.0], [-1.0, 0.0]]), dim=-1)
+    assert contrastive_loss(aligned, aligned, keys, keys, tau) < contrastive_loss(sketch, photo, keys, keys, tau)
+
+
+def test_contrastive_term_enters_the_total_with_its_weight():
+    model = tiny_model(use_contrastive=True, contrastive_weight=0.5, use_jigsaw=False).train()
+    terms = SpLIPLoss(model, TINY_CLASSES)(model, _batch(), torch.Generator().manual_seed(0))
+    assert terms["contrastive"].item() > 0
+    expected = terms["triplet"] + 0.5 * terms["contrastive"] + model.config.alpha * terms["class"]
+    assert terms["total"].item() == pytest.approx(expected.item(), rel=1e-6)
+    off = SpLIPLoss(tiny_model(), TINY_CLASSES)(tiny_model().train(), _batch(), torch.Generator().manual_seed(0))
+    assert off["contrastive"].item() == 0
+
+
+def test_hardest_negative_is_the_most_similar_photo_with_another_key():
+    anchor = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    photos = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.1, 0.9], [0.5, 0.5]]), dim=-1)
+    keys = torch.tensor([0, 1, 1, 2])
+    # anchor 0 (key 0): photo 0 has its own key, photo 1 is the closest other one; anchor 1 (key 1): photos 1, 2 are
+    # its own, photo 3 is closer than photo 0
+    assert hardest_negatives(anchor, photos, torch.tensor([0, 1]), keys).tolist() == [1, 3]
+
+
+def test_batch_hard_triplets_use_the_hardest_in_batch_photo_and_its_margin():
+    model = tiny_model(triplet_mining="batch_hard", use_class_loss=False, use_jigsaw=False)
+    loss_fn = SpLIPLoss(model, TINY_CLASSES)
+    batch = _batch(6)
+    terms = loss_fn(model, batch)
+    f_s, f_p, f_n = (model(batch[k], m) for k, m in (("sketch", "sketch"), ("positive", "photo"),
+                                                     ("negative", "photo")))
+    photos, photo_labels = torch.cat([f_p, f_n]), torch.cat([batch["label"], batch["negative_label"]])
+    sim = (f_s @ photos.T).masked_fill(batch["label"][:, None] == photo_labels[None], -2)
+    hard = sim.argmax(1)
+    expected = triplet_loss(f_s, f_p, photos[hard], loss_fn.margins(batch["label"], photo_labels[hard]))
+    assert terms["triplet"].item() == pytest.approx(expected.item(), abs=1e-6)
+    assert ((f_s * photos[hard]).sum(-1) >= (f_s * f_n).sum(-1) - 1e-6).all()  # the sampled negative is a candidate
+
+
+def test_instance_keys_decide_the_matches_of_the_in_batch_terms():
+    model = tiny_model(use_contrastive=True, triplet_mining="batch_hard", use_class_loss=False, use_jigsaw=False)
+    loss_fn = SpLIPLoss(model, TINY_CLASSES)
+    batch = _batch(4)
+    batch["label"] = batch["negative_label"] = torch.zeros(4, dtype=torch.long)  # FG: negatives of the same class
+    batch["positive_key"], batch["negative_key"] = torch.tensor([0, 1, 2, 3]), torch.tensor([1, 2, 3, -1])
+    terms = loss_fn(model, batch)
+    f_s, f_p = model(batch["sketch"], "sketch"), model(batch["positive"], "photo")
+    expected = contrastive_loss(f_s, f_p, batch["positive_key"], batch["positive_key"], 0.07)
+    assert terms["contrastive"].item() == pytest.approx(expected.item(), abs=1e-5)
+    assert torch.isfinite(terms["triplet"])
+
+
+def test_stats_report_cosines_margins_and_accuracies():
+    model = tiny_model().train()
+    stats = {}
+    SpLIPLoss(model, TINY_CLASSES)(model, _batch(), torch.Generator().manual_seed(0), stats)
+    assert set(stats) == {"pos_cos", "neg_cos", "margin", "negative_margins", "active_triplets", "class_acc",
+                          "jigsaw_acc"}
+    assert all(isinstance(v, float) for v in stats.values())
+    assert 0 <= stats["active_triplets"] <= 1 and -1 <= stats["pos_cos"] <= 1
