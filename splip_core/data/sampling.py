@@ -73,12 +73,15 @@ class TripletDataset(_SkippingLoader, Dataset):
     level="class" (ZS / GZS): positive = a photo of the sketch's class, negative = a photo of another class
     (a uniformly drawn other class, then a photo of it). level="instance" (FG): positive = the sketch's paired
     photo, negative = another photo of the same class (any class when the class has no other photo); only sketches
-    with a paired photo are anchors.
+    with a paired photo are anchors. At class level, `instance_positive` is the probability that a sketch with a
+    paired photo takes that photo as its positive instead of a random photo of its class.
 
     Items are dicts {sketch, positive, negative, label, negative_label}; labels are positions in `classes`, so they
-    index a classifier built from those class names. Item `index` of epoch `e` is drawn from a generator seeded with
-    (seed, e, index): the same seed, epoch and index always give the same triplet (reproducible resume). Call
-    `set_epoch` at the start of every epoch.
+    index a classifier built from those class names. Instance-level items also carry `positive_key` (the sketch's
+    instance) and `negative_key` (the negative photo's instance; a negative number for a photo without one), so
+    in-batch losses can tell which photos match which sketch. Item `index` of epoch `e` is drawn from a generator
+    seeded with (seed, e, index): the same seed, epoch and index always give the same triplet (reproducible resume).
+    Call `set_epoch` at the start of every epoch.
     """
 
     MAX_TRIES = 32
@@ -90,10 +93,14 @@ class TripletDataset(_SkippingLoader, Dataset):
         transform: Transform,
         level: str = "class",
         seed: int = 0,
+        instance_positive: float = 0.0,
     ) -> None:
         super().__init__()
         if level not in ("class", "instance"):
             raise ValueError(f"level must be 'class' or 'instance', not {level!r}")
+        if not 0.0 <= instance_positive <= 1.0:
+            raise ValueError(f"instance_positive is a probability in [0, 1], not {instance_positive}")
+        self.instance_positive = instance_positive
         self.classes = list(classes)
         if len(set(self.classes)) != len(self.classes):
             raise DatasetError(
@@ -110,6 +117,8 @@ class TripletDataset(_SkippingLoader, Dataset):
                 self._photos[photo.label].append(photo)
                 if photo.instance is not None:
                     self._pairs[(photo.label, photo.instance)].append(photo)
+        self._pair_key = {pair: i for i, pair in enumerate(self._pairs)}
+        self._photo_index = {photo.path: i for i, photo in enumerate(data.photos)}
         no_photos = [data.classes[label] for label in self._local if not self._photos[label]]
         if no_photos:
             raise DatasetError(f"classes without photos cannot form triplets: {no_photos}")
@@ -145,14 +154,17 @@ class TripletDataset(_SkippingLoader, Dataset):
         sketch_image = self._open(sketch)
         if sketch_image is None:
             return None
+        pair = (sketch.label, sketch.instance)
         if self.level == "class":
             positives = self._photos[sketch.label]
+            if self.instance_positive > 0 and pair in self._pairs and rng.random() < self.instance_positive:
+                positives = self._pairs[pair]
             negative_label = sketch.label
             while negative_label == sketch.label:
                 negative_label = self._labels[int(rng.integers(len(self._labels)))]
             negatives = self._photos[negative_label]
         else:
-            positives = self._pairs[(sketch.label, sketch.instance)]
+            positives = self._pairs[pair]
             negatives = [p for p in self._photos[sketch.label] if p.instance != sketch.instance]
             if not negatives:
                 negatives = [p for label in self._labels if label != sketch.label for p in self._photos[label]]
@@ -160,13 +172,18 @@ class TripletDataset(_SkippingLoader, Dataset):
         negative = self._draw(negatives, rng) if negatives else None
         if positive is None or negative is None:
             return None
-        return {
+        item = {
             "sketch": self.transform(sketch_image),
             "positive": self.transform(positive[1]),
             "negative": self.transform(negative[1]),
             "label": self._local[sketch.label],
             "negative_label": self._local[negative[0].label],
         }
+        if self.level == "instance":
+            item["positive_key"] = self._pair_key[pair]
+            negative_pair = (negative[0].label, negative[0].instance)
+            item["negative_key"] = self._pair_key.get(negative_pair, -1 - self._photo_index[negative[0].path])
+        return item
 
     def _draw(self, candidates: Sequence[Sample], rng: np.random.Generator) -> tuple[Sample, Image.Image] | None:
         """A random readable candidate and its image (None when every candidate is unreadable)."""
