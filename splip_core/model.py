@@ -539,6 +539,38 @@ scores = sketch @ photos.T
         return model
 
 
+@torch.no_grad()
+def prompt_norms(model: SpLIP, sample_pixels: torch.Tensor, modality: str) -> dict[str, float]:
+    """Mean L2 norms of what is learnt for these images, beside the scale of the backbone tokens they sit among.
+
+    "T" (B_t output tokens), "V_tg" (B_v output), "V_ms" (B_vt output, mean over the prompted visual layers) against
+    "word_embedding" (the backbone's token-embedding table) and "patch_token" (E0 of the sample); "layernorm_delta"
+    is the largest |LayerNorm weight or bias - its initial value|. Prompts far above the token scale are how a loss
+    satisfied by scale shows (spec section 11). Uses the model's current conditioning; absent generators are left out.
+    """
+    modality = _check_modality(modality)
+    tokens = vision_embeddings(model.clip, sample_pixels.to(model.device, model.clip.visual.conv1.weight.dtype))
+    patches = tokens[:, 1:]
+    norms = {"word_embedding": float(model.clip.token_embedding.weight.norm(dim=-1).mean()),
+             "patch_token": float(patches.norm(dim=-1).mean())}
+    if model.config.use_prompts:
+        prompts = model._text_prompts(modality, patches, model._conditioning())
+        if prompts is not None:
+            norms["T"] = float(prompts.norm(dim=-1).mean())
+        if model.b_v is not None:
+            ids = getattr(model, f"_template_ids_{modality}")
+            norms["V_tg"] = float(model.b_v(model.clip.token_embedding(ids)).norm(dim=-1).mean())
+        if model.b_vt is not None:
+            ids, eot = model._seen_ids_eot(modality)
+            _, states = model._text_pass(ids, eot, prompts, keep_states=True)
+            layers = [model._text_layer_for(i) for i in range(model.visual_depth)]
+            norms["V_ms"] = float(np.mean([model.b_vt(states[t], t).norm(dim=-1).mean().item() for t in layers]))
+    deltas = [float((model.clip.get_parameter(name) - initial.to(model.device)).abs().max())
+              for name, initial in model._frozen_ln.items()]
+    norms["layernorm_delta"] = max(deltas, default=0.0)
+    return norms
+
+
 def _read_safetensors(path: str) -> dict[str, torch.Tensor]:
     try:
         return load_file(path)
@@ -546,4 +578,4 @@ def _read_safetensors(path: str) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from err
 
 
-__all__ = ["BackboneError", "CheckpointError", "SpLIP"]
+__all__ = ["BackboneError", "CheckpointError", "SpLIP", "prompt_norms"]

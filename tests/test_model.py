@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from splip_core import ConfigError, InvalidImageError, SpLIP, SpLIPConfig
+from splip_core.model import prompt_norms
 from splip_core.testing import TINY_CLASSES, tiny_config, tiny_model
 
 TOL = 1e-5
@@ -198,3 +199,36 @@ def test_config_is_strict_and_round_trips_through_json(tmp_path):
     with pytest.raises(ConfigError, match="inference_mode"):
         tiny_config(inference_mode="quick")
     assert tiny_config().seen_classes == TINY_CLASSES
+
+
+def test_prompt_norms_measure_the_learnt_tokens_against_the_backbone_tokens():
+    model = tiny_model()
+    pixels = torch.randn(3, 3, 32, 32)
+    norms = prompt_norms(model, pixels, "sketch")
+    assert set(norms) == {"word_embedding", "patch_token", "T", "V_tg", "V_ms", "layernorm_delta"}
+    with torch.no_grad():
+        patches = model.clip.visual._embeds(pixels)[:, 1:]
+        assert norms["T"] == pytest.approx(float(model.b_t(patches.mean(1)).norm(dim=-1).mean()), rel=1e-5)
+        assert norms["patch_token"] == pytest.approx(float(patches.norm(dim=-1).mean()), rel=1e-5)
+    assert norms["layernorm_delta"] == 0
+    with torch.no_grad():
+        model.clip.ln_final.weight[3] += 0.25
+    assert prompt_norms(model, pixels, "sketch")["layernorm_delta"] == pytest.approx(0.25)
+    plain = prompt_norms(tiny_model(use_prompts=False), pixels, "photo")
+    assert set(plain) == {"word_embedding", "patch_token", "layernorm_delta"}
+
+
+def test_training_recipe_fields_round_trip_and_are_validated(tmp_path):
+    config = tiny_config(margin_min=0.05, use_contrastive=True, contrastive_weight=0.3, contrastive_temperature=0.1,
+                         triplet_mining="batch_hard", text_class_sample=3)
+    config.to_json(tmp_path / "c.json")
+    assert SpLIPConfig.from_json(tmp_path / "c.json") == config
+    defaults = tiny_config()
+    assert (defaults.margin_min, defaults.use_contrastive, defaults.triplet_mining, defaults.text_class_sample) == (
+        None, False, "random", None)
+    for bad, message in (({"triplet_mining": "hardest"}, "triplet_mining"),
+                         ({"contrastive_temperature": 0.0}, "contrastive_temperature"),
+                         ({"contrastive_weight": -1.0}, "contrastive_weight"),
+                         ({"text_class_sample": 0}, "text_class_sample")):
+        with pytest.raises(ConfigError, match=message):
+            tiny_config(**bad)

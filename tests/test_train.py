@@ -10,14 +10,16 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+import splip_core.train as train_module
 from splip_core import SpLIP
-from splip_core.data import load_dataset
+from splip_core.data import TripletDataset, load_dataset
 from splip_core.evaluate import evaluate
 from splip_core.evaluate import main as evaluate_main
+from splip_core.preprocess import load_image
 from splip_core.runtime import run_cli
 from splip_core.search import main as search_main
 from splip_core.testing import tiny_config
-from splip_core.train import TrainOptions, train
+from splip_core.train import TrainOptions, build_parser, lr_at, train, validation_map
 from splip_core.train import main as train_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,3 +131,97 @@ def test_every_cli_has_help():
         result = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True,
                                 cwd=ROOT, timeout=120)
         assert result.returncode == 0 and "usage: python -m " + module in result.stdout
+
+
+def test_learning_rate_schedules_warm_up_then_stay_or_decay():
+    cosine = TrainOptions(lr=1.0, schedule="cosine", warmup_steps=4)
+    assert [lr_at(s, cosine, 104) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert lr_at(4, cosine, 104) == pytest.approx(1.0)
+    assert lr_at(54, cosine, 104) == pytest.approx(0.5)  # half way through the decay
+    assert lr_at(104, cosine, 104) == pytest.approx(0.0, abs=1e-12)
+    assert lr_at(103, cosine, 104) < 1e-3
+    constant = TrainOptions(lr=0.1, warmup_steps=2)
+    assert [lr_at(s, constant, 10) for s in (0, 1, 2, 9)] == [0.05, 0.1, 0.1, 0.1]
+    with pytest.raises(ValueError, match="schedule"):
+        TrainOptions(schedule="step")
+
+
+def test_max_steps_is_a_budget_across_epochs(folder_dataset, tmp_path):
+    data = load_dataset("folder", folder_dataset)
+    config = tiny_config(seen_classes=data.seen)
+    history = train(config, data, tmp_path / "run", TrainOptions(epochs=5, max_steps=6, **OPTS), device="cpu")
+    assert [h["steps"] for h in history] == [4, 2] and history[-1]["global_step"] == 6
+    record = history[-1]
+    for key in ("total", "triplet", "contrastive", "class", "jigsaw", "pos_cos", "active_triplets", "grad_norm",
+                "lr", "norm_T", "norm_V_tg", "norm_V_ms", "norm_word_embedding", "norm_patch_token",
+                "norm_layernorm_delta"):
+        assert isinstance(record[key], float), key
+    assert record["norm_layernorm_delta"] > 0
+    resumed = train(config, data, tmp_path / "run", TrainOptions(epochs=5, max_steps=6, **OPTS), device="cpu",
+                    resume=True)
+    assert len(resumed) == 2  # the budget is spent: nothing more to do
+
+
+def test_early_stopping_keeps_the_best_validated_checkpoint(folder_dataset, tmp_path):
+    data = load_dataset("folder", folder_dataset)
+    val = load_dataset("folder", folder_dataset, split=[])
+    opts = TrainOptions(epochs=20, lr=3e-2, eval_every=2, patience=2, **OPTS)
+    history = train(tiny_config(seen_classes=data.seen), data, tmp_path / "run", opts, device="cpu", val_data=val)
+    scores = [h["val_mAP"] for h in history]
+    best = max(scores)
+    assert len(history) < 40  # 20 epochs x 4 steps / eval_every 2: it stopped early
+    assert scores.index(best) == len(scores) - 3  # best, then `patience` validations without improvement
+    assert all(h["best_val_mAP"] == max(scores[: i + 1]) for i, h in enumerate(history))
+    assert validation_map(SpLIP.from_pretrained(tmp_path / "run"), val) == pytest.approx(best, abs=1e-6)
+
+
+def test_resume_is_exact_with_schedule_validation_and_clipping(folder_dataset, tmp_path, monkeypatch):
+    data = load_dataset("folder", folder_dataset)
+    val = load_dataset("folder", folder_dataset, split=[])
+    opts = TrainOptions(epochs=2, lr=1e-2, schedule="cosine", warmup_steps=2, grad_clip=0.5, eval_every=3, **OPTS)
+    config = tiny_config(seen_classes=data.seen, margin_min=0.1, use_contrastive=True)
+    straight = train(config, data, tmp_path / "straight", opts, device="cpu", val_data=val)
+
+    real_save = train_module._save_state
+
+    def save_then_stop(*args):
+        real_save(*args)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "_save_state", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, data, tmp_path / "cut", opts, device="cpu", val_data=val)
+    monkeypatch.setattr(train_module, "_save_state", real_save)
+    resumed = train(config, data, tmp_path / "cut", opts, device="cpu", val_data=val, resume=True)
+    assert [h["global_step"] for h in resumed] == [h["global_step"] for h in straight] == [3, 6, 8]
+    for a, b in zip(straight, resumed, strict=True):
+        assert a["val_mAP"] == pytest.approx(b["val_mAP"], abs=1e-6)
+        assert a["total"] == pytest.approx(b["total"], rel=1e-5)
+    for name in ("model.safetensors", "training_state.safetensors"):
+        x, y = load_file(tmp_path / "straight" / name), load_file(tmp_path / "cut" / name)
+        assert all(torch.allclose(x[k], y[k], atol=1e-6) for k in x), name
+
+
+def test_instance_positive_takes_the_paired_photo(folder_dataset):
+    data = load_dataset("folder", folder_dataset)
+    colour_of = {load_image(p.path).getpixel((0, 0)): p.path for p in data.photos}
+
+    def positives(probability, seed=0):
+        triplets = TripletDataset(data, data.seen, lambda im: im.getpixel((0, 0)), seed=seed,
+                                  instance_positive=probability)
+        return [(triplets.anchors[i].path, colour_of[triplets[i]["positive"]]) for i in range(len(triplets))]
+
+    def paired(sketch, photo):
+        return photo.stem == sketch.stem.rpartition("-")[0]
+
+    assert all(paired(s, p) for s, p in positives(1.0))
+    assert not all(paired(s, p) for s, p in positives(0.0))
+    half = positives(0.5, seed=1)
+    assert half == positives(0.5, seed=1) and 0 < sum(paired(s, p) for s, p in half) < len(half)
+    with pytest.raises(ValueError, match="instance_positive"):
+        TrainOptions(instance_positive=1.5)
+
+
+def test_help_documents_the_preset_precedence():
+    help_text = build_parser().format_help()
+    assert "--preset" in help_text and "precedence" in help_text
