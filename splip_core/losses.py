@@ -2,7 +2,8 @@
 plus an optional in-batch contrastive term (not in the paper; weight `contrastive_weight`).
 
 L_class   cross-entropy of an image against the seen-class prompts of its modality, from the same prompted text pass
-          that builds the visual prompts (temperature in the config).
+          that builds the visual prompts (temperature in the config); with `text_class_sample` = k, against the k
+          classes of that image's sampled subset (its own class first).
 L_triplet sketch anchor, positive and negative photos; cosine distance; margin mu = cos(t(c+), t(c-)) from frozen
           CLIP text "a photo of a {c}" (detached), or a fixed margin (ablation; also used for same-class FG pairs);
           optionally clamped from below (`margin_min`). The negative is the sampled one, or with
@@ -146,6 +147,15 @@ class SpLIPLoss(nn.Module):
         margin_text = model.frozen_baseline().encode_text(self.classes, "photo") if c.adaptive_margin else None
         self.register_buffer("margin_text", margin_text, persistent=False)
 
+    def class_subsets(self, model: SpLIP, labels: torch.Tensor,
+                      generator: torch.Generator | None) -> torch.Tensor | None:
+        """Each image's k seen classes for its text pass (`text_class_sample`), drawn from `generator`; None = all
+        classes (the default, batch conditioning, inference, or k >= the number of classes)."""
+        k = self.config.text_class_sample
+        if k is None or k >= len(self.classes) or not model.training or model._conditioning() != "instance":
+            return None
+        return sample_class_subsets(labels, len(self.classes), k, generator)
+
     def margins(self, labels: torch.Tensor, negative_labels: torch.Tensor) -> torch.Tensor:
         """mu per triplet: the adaptive margin (clamped below at `margin_min`), or the fixed one for same-class
         pairs and when adaptive margins are off."""
@@ -172,9 +182,14 @@ class SpLIPLoss(nn.Module):
         photo_keys = torch.cat([anchor_keys, batch.get("negative_key", neg_labels)])
         want_sketch_text = c.use_class_loss and c.class_loss_on in ("both", "sketch")
         want_photo_text = c.use_class_loss and c.class_loss_on in ("both", "photo")
-        f_s, t_s = model(batch["sketch"], "sketch", with_class_text=True)  # the text comes with B_vt's pass anyway
-        f_p, t_p = model(batch["positive"], "photo", with_class_text=True)
-        f_n = model(batch["negative"], "photo")
+        subset, neg_subset = self.class_subsets(model, labels, generator), self.class_subsets(model, neg_labels,
+                                                                                                generator)
+        # L_class targets: positions of the own class in each image's subset (its label without subsets)
+        targets = labels if subset is None else (subset == labels[:, None]).int().argmax(1)
+        # the class text comes with B_vt's pass anyway
+        f_s, t_s = model(batch["sketch"], "sketch", with_class_text=True, class_subset=subset)
+        f_p, t_p = model(batch["positive"], "photo", with_class_text=True, class_subset=subset)
+        f_n = model(batch["negative"], "photo", class_subset=neg_subset)
         zero = f_s.sum() * 0
         terms = {"triplet": zero, "contrastive": zero, "class": zero, "jigsaw": zero}
         negatives, negative_labels = f_n, neg_labels
@@ -189,15 +204,15 @@ class SpLIPLoss(nn.Module):
         if c.use_class_loss:
             parts = []
             if want_sketch_text:
-                parts.append(class_loss(f_s, t_s, labels, self.temperature))
+                parts.append(class_loss(f_s, t_s, targets, self.temperature))
             if want_photo_text:
-                parts.append(class_loss(f_p, t_p, labels, self.temperature))
+                parts.append(class_loss(f_p, t_p, targets, self.temperature))
             terms["class"] = torch.stack(parts).mean()
         jigsaw_logits = None
         if self.solver is not None:
             y = torch.randint(len(self.permutations), labels.shape, generator=generator).to(labels.device)
             shuffled = shuffle_tiles(batch["sketch"], self.permutations[y], c.jigsaw_grid)
-            f_shuf = model(shuffled, "sketch")
+            f_shuf = model(shuffled, "sketch", class_subset=subset)
             jigsaw_logits = self.solver(f_s, f_shuf)
             ce_sketch = F.cross_entropy(jigsaw_logits, y)
             ce_pos = F.cross_entropy(self.solver(f_p, f_shuf), y, reduction="none")
@@ -213,7 +228,7 @@ class SpLIPLoss(nn.Module):
                              active_triplets=float((neg_cos - pos_cos + margins > 0).float().mean()))
                 if t_s is not None:
                     logits = f_s @ t_s[0].T if t_s.shape[0] == 1 else torch.einsum("bd,bcd->bc", f_s, t_s)
-                    stats["class_acc"] = float((logits.argmax(1) == labels).float().mean())
+                    stats["class_acc"] = float((logits.argmax(1) == targets).float().mean())
                 if jigsaw_logits is not None:
                     stats["jigsaw_acc"] = float((jigsaw_logits.argmax(1) == y).float().mean())
         return terms

@@ -9,6 +9,7 @@ How one image of modality `mod` is encoded (spec section 9):
   visual block l sees [CLS ; Vtg ; V^ms_l ; patches];  feature = proj(ln_post(CLS)), L2-normalised.
 "faithful" mode does that per image (a text pass over all seen classes per image); "fast" mode takes T from the
 running mean of training patch embeddings, so the text pass and V^ms are computed once per modality and cached.
+In training, `text_class_sample` = k lets each image's text pass run over k sampled seen classes instead of all.
 """
 
 from __future__ import annotations
@@ -166,18 +167,31 @@ class SpLIP(
 
     # ----------------------------------------------------------------------------------------------------------
     # the prompted forward pass
-    def _text_pass(self, ids: torch.Tensor, eot: torch.Tensor, prompts: torch.Tensor | None,
-                   keep_states: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Class text features (Bt, C, D) and class-averaged EOT states [(Bt, Dt)] for prompts T (Bt, m, Dt)."""
+    def _text_pass(self, ids: torch.Tensor, eot: torch.Tensor, prompts: torch.Tensor | None, keep_states: bool,
+                   class_subset: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Class text features (Bt, C, D) and class-averaged EOT states [(Bt, Dt)] for prompts T (Bt, m, Dt).
+
+        With `class_subset` (B, k) of class indices, row b runs only over its k classes (C = k, Bt = B): one pass over
+        B*k prompts, cut to the longest of them.
+        """
         ids, eot = ids.to(self.device), eot.to(self.device)
-        embeds = self.clip.token_embedding(ids)
-        n_classes, length = ids.shape
-        bt = 1 if prompts is None else prompts.shape[0]
-        embeds = embeds.unsqueeze(0).expand(bt, -1, -1, -1).reshape(bt * n_classes, length, -1)
+        if class_subset is None:
+            n_classes, length = ids.shape
+            bt = 1 if prompts is None else prompts.shape[0]
+            embeds = self.clip.token_embedding(ids).unsqueeze(0).expand(bt, -1, -1, -1)
+            eot = eot.repeat(bt)
+        else:
+            class_subset = class_subset.to(self.device)
+            bt, n_classes = class_subset.shape
+            eot = eot[class_subset].flatten()
+            length = int(eot.max()) + 1
+            embeds = self.clip.token_embedding(ids[class_subset, :length])
+        embeds = embeds.reshape(bt * n_classes, length, -1)
         slots = None
         if prompts is not None:
+            prompts = prompts.expand(bt, -1, -1)
             slots = prompts.unsqueeze(1).expand(-1, n_classes, -1, -1).reshape(bt * n_classes, *prompts.shape[1:])
-        feats, states = run_text(self.clip, embeds, eot.repeat(bt), slots, self.text_depth, keep_states)
+        feats, states = run_text(self.clip, embeds, eot, slots, self.text_depth, keep_states)
         return feats.view(bt, n_classes, -1), [s.view(bt, n_classes, -1).mean(1) for s in states]
 
     def _text_prompts(self, modality: str, patches: torch.Tensor | None, conditioning: str) -> torch.Tensor | None:
@@ -220,11 +234,17 @@ class SpLIP(
             mean.mul_((count / total).to(mean.dtype)).add_(batch.sum(0) / total.to(mean.dtype))
             count.fill_(total)
 
-    def forward(self, pixels: torch.Tensor, modality: str,
-                with_class_text: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, pixels: torch.Tensor, modality: str, with_class_text: bool = False,
+                class_subset: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
         """L2-normalised image features (B, D); with `with_class_text`, also the seen-class text features
-        (Bt, C, D) produced by the same text pass (Bt = B with per-image conditioning, else 1), for L_class."""
+        (Bt, C, D) produced by the same text pass (Bt = B with per-image conditioning, else 1), for L_class.
+
+        `class_subset` (B, k), training with "instance" conditioning only: image b's text pass runs over the seen
+        classes class_subset[b] (config.text_class_sample), and the class text is (B, k, D) in that order.
+        """
         modality = _check_modality(modality)
+        if class_subset is not None and not (self.training and self._conditioning() == "instance"):
+            raise ValueError("class subsets are for training with train_text_conditioning='instance' only")
         tokens = vision_embeddings(self.clip, pixels)
         if not self.config.use_prompts:
             feats = run_vision(self.clip, tokens)
@@ -233,14 +253,14 @@ class SpLIP(
         if self.training and self.b_t is not None:
             self._update_mean_patch(modality, patches)
         conditioning = self._conditioning()
-        stack, class_text = self._prompts_for(modality, patches, conditioning, with_class_text)
+        stack, class_text = self._prompts_for(modality, patches, conditioning, with_class_text, class_subset)
         feats = run_vision(self.clip, tokens, None if stack is None else (lambda i: stack[i]),
                            0 if stack is None else self.visual_depth)
         feats = F.normalize(feats, dim=-1)
         return (feats, class_text) if with_class_text else feats
 
-    def _prompts_for(self, modality: str, patches: torch.Tensor, conditioning: str,
-                     with_class_text: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def _prompts_for(self, modality: str, patches: torch.Tensor, conditioning: str, with_class_text: bool,
+                     class_subset: torch.Tensor | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         cacheable = conditioning == "mean" or (conditioning != "batch" and self.b_t is None)
         cacheable = cacheable and not self.training and not torch.is_grad_enabled()
         if cacheable and modality in self._fast_cache:
@@ -249,9 +269,9 @@ class SpLIP(
         class_text, states = None, []
         if self.b_vt is not None or with_class_text:
             ids, eot = self._seen_ids_eot(modality)
-            class_text, states = self._text_pass(ids, eot, prompts, keep_states=self.b_vt is not None)
+            class_text, states = self._text_pass(ids, eot, prompts, self.b_vt is not None, class_subset)
             class_text = F.normalize(class_text, dim=-1)
-        bt = 1 if prompts is None else prompts.shape[0]
+        bt = class_text.shape[0] if class_text is not None else 1 if prompts is None else prompts.shape[0]
         result = (self._visual_prompt_stack(modality, states, bt), class_text)
         if cacheable:
             self._fast_cache[modality] = result

@@ -12,6 +12,7 @@ from splip_core.losses import (
     contrastive_loss,
     hardest_negatives,
     max_hamming_permutations,
+    sample_class_subsets,
     shuffle_tiles,
     triplet_loss,
 )
@@ -212,3 +213,30 @@ def test_stats_report_cosines_margins_and_accuracies():
                           "jigsaw_acc"}
     assert all(isinstance(v, float) for v in stats.values())
     assert 0 <= stats["active_triplets"] <= 1 and -1 <= stats["pos_cos"] <= 1
+
+
+def test_class_subsets_hold_the_own_class_first_and_are_seeded():
+    labels = torch.tensor([0, 3, 5, 3, 1])
+    subsets = sample_class_subsets(labels, 6, 3, torch.Generator().manual_seed(7))
+    assert subsets.shape == (5, 3) and torch.equal(subsets[:, 0], labels)
+    assert all(len(set(row.tolist())) == 3 for row in subsets)
+    assert torch.equal(subsets, sample_class_subsets(labels, 6, 3, torch.Generator().manual_seed(7)))
+    draws = {tuple(sample_class_subsets(labels, 6, 3, torch.Generator().manual_seed(s)).flatten().tolist())
+             for s in range(5)}
+    assert len(draws) > 1
+
+
+def test_class_loss_over_a_subset_targets_the_own_class():
+    model = tiny_model(text_class_sample=3, use_triplet=False, use_jigsaw=False, class_loss_on="sketch").train()
+    loss_fn = SpLIPLoss(model, TINY_CLASSES)
+    batch = _batch(4)
+    terms = loss_fn(model, batch, torch.Generator().manual_seed(0))
+    subset = sample_class_subsets(batch["label"], len(TINY_CLASSES), 3, torch.Generator().manual_seed(0))
+    feats, text = model(batch["sketch"], "sketch", with_class_text=True, class_subset=subset)
+    logits = torch.einsum("bd,bcd->bc", feats, text) / loss_fn.temperature
+    assert text.shape == (4, 3, 32)
+    expected = torch.nn.functional.cross_entropy(logits, torch.zeros(4, dtype=torch.long))
+    assert terms["class"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert loss_fn.class_subsets(model.eval(), batch["label"], None) is None  # inference: every seen class
+    batch_model = tiny_model(text_class_sample=3, train_text_conditioning="batch").train()
+    assert SpLIPLoss(batch_model, TINY_CLASSES).class_subsets(batch_model, batch["label"], None) is None

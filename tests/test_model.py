@@ -232,3 +232,26 @@ def test_training_recipe_fields_round_trip_and_are_validated(tmp_path):
                          ({"text_class_sample": 0}, "text_class_sample")):
         with pytest.raises(ConfigError, match=message):
             tiny_config(**bad)
+
+
+def test_a_class_subset_text_pass_equals_the_full_pass_restricted_to_it():
+    model = tiny_model().train()
+    pixels = torch.randn(3, 3, 32, 32)
+    subset = torch.tensor([[0, 4, 2], [5, 1, 0], [3, 3, 2]])
+    with torch.no_grad():
+        full_feats, full_text = model(pixels, "photo", with_class_text=True)
+        feats, text = model(pixels, "photo", with_class_text=True, class_subset=subset)
+        everything, all_text = model(pixels, "photo", with_class_text=True,
+                                     class_subset=torch.arange(len(TINY_CLASSES)).expand(3, -1))
+    assert text.shape == (3, 3, 32)
+    assert torch.allclose(text, full_text[torch.arange(3)[:, None], subset], atol=1e-5)
+    assert (feats - full_feats).abs().max() > 1e-4  # B_vt averages over the subset only
+    assert torch.allclose(everything, full_feats, atol=1e-5) and torch.allclose(all_text, full_text, atol=1e-5)
+
+
+def test_class_subsets_are_refused_outside_instance_conditioned_training():
+    subset = torch.zeros(2, 2, dtype=torch.long)
+    with pytest.raises(ValueError, match="class subsets"):
+        tiny_model()(torch.randn(2, 3, 32, 32), "sketch", class_subset=subset)  # eval: all seen classes
+    with pytest.raises(ValueError, match="class subsets"):
+        tiny_model(train_text_conditioning="batch").train()(torch.randn(2, 3, 32, 32), "sketch", class_subset=subset)

@@ -179,7 +179,7 @@ def test_resume_is_exact_with_schedule_validation_and_clipping(folder_dataset, t
     data = load_dataset("folder", folder_dataset)
     val = load_dataset("folder", folder_dataset, split=[])
     opts = TrainOptions(epochs=2, lr=1e-2, schedule="cosine", warmup_steps=2, grad_clip=0.5, eval_every=3, **OPTS)
-    config = tiny_config(seen_classes=data.seen, margin_min=0.1, use_contrastive=True)
+    config = tiny_config(seen_classes=data.seen, margin_min=0.1, use_contrastive=True, text_class_sample=2)
     straight = train(config, data, tmp_path / "straight", opts, device="cpu", val_data=val)
 
     real_save = train_module._save_state
