@@ -177,6 +177,9 @@ def _load_state(out: Path, model: SpLIP, loss_fn: SpLIPLoss,
     meta = json.loads(meta_path.read_text())
     if meta["config"] != model.config.to_dict():
         raise CheckpointError(f"{out}: the run to resume used another config; start a new --out directory")
+    if "progress" not in meta:
+        raise CheckpointError(f"{out}: training state from an older version without the step count; start a new "
+                              "--out directory")
     tensors = load_file(str(tensor_path))
     model.load_trainable_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")},
                                     str(tensor_path))
