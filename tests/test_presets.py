@@ -36,13 +36,6 @@ def test_paper_preset_is_the_method_as_specified_and_matches_the_defaults():
     assert {k: getattr(TrainOptions(), k) for k in train} == train
 
 
-def test_mini_preset_is_the_current_offline_build():
-    preset = load_preset("mini")
-    assert preset["model"]["train_text_conditioning"] == "batch"
-    assert (preset["model"]["alpha"], preset["model"]["beta"]) == (0.1, 0.1)
-    assert (preset["train"]["lr"], preset["train"]["epochs"], preset["train"]["batch_size"]) == (1e-2, 6, 32)
-
-
 @pytest.mark.parametrize(
     ("content", "message"),
     [
@@ -62,19 +55,25 @@ def test_unknown_keys_and_bad_presets_are_clear_errors(tmp_path, monkeypatch, co
         load_preset("nope")
 
 
-def test_cli_applies_the_preset_under_config_and_explicit_flags(folder_dataset, tmp_path):
+def test_cli_applies_the_preset_under_config_and_explicit_flags(folder_dataset, tmp_path, monkeypatch):
+    presets = tmp_path / "presets"
+    presets.mkdir()
+    (presets / "trial.json").write_text(json.dumps({
+        "model": {"alpha": 0.1, "beta": 0.3, "train_text_conditioning": "batch"},
+        "train": {"lr": 0.02, "epochs": 7, "batch_size": 32, "weight_decay": 0.01}}))
+    monkeypatch.setattr(configs, "_files", lambda: presets)
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"backbone": "tiny-test-clip", "pretrained": None,
                                   "backbone_config": tiny_backbone_config(), "alpha": 0.2}))
     out = tmp_path / "run"
-    args = ["--preset", "mini", "--config", str(config), "--data", str(folder_dataset), "--dataset", "folder",
+    args = ["--preset", "trial", "--config", str(config), "--data", str(folder_dataset), "--dataset", "folder",
             "--out", str(out), "--epochs", "1", "--batch-size", "8", "--device", "cpu"]
     assert run_cli(train_main, args) == 0
     state = json.loads((out / "training_state.json").read_text())
     assert state["config"]["alpha"] == 0.2  # --config over the preset
-    assert state["config"]["beta"] == 0.1 and state["config"]["train_text_conditioning"] == "batch"  # preset
+    assert state["config"]["beta"] == 0.3 and state["config"]["train_text_conditioning"] == "batch"  # preset
     options = state["options"]
     assert (options["epochs"], options["batch_size"]) == (1, 8)  # flags over the preset
-    assert options["lr"] == 1e-2  # preset over the default
+    assert (options["lr"], options["weight_decay"]) == (0.02, 0.01)  # preset over the defaults
     assert options["optimizer"] == "adam" and options["hflip"] is True  # defaults where nobody says otherwise
     assert set(options) == {f.name for f in dataclasses.fields(TrainOptions)}
