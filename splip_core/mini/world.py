@@ -59,7 +59,7 @@ class WorldConfig:
     size: int = 96
     art_size: int = 96
     train_sketch_views: int = 3
-    test_sketch_views: int = 5
+    test_sketch_views: int = 6
     train_photo_views: int = 2
     gallery_photo_views: int = 2
     jpeg_quality: int = 85
@@ -175,23 +175,33 @@ def render_item(item: Item, art: Artwork, cfg: WorldConfig) -> Image.Image:
 
 
 def build_world(icon_map: IconMap, art: Artwork, root: Path, cfg: WorldConfig = WorldConfig()) -> dict:
-    """Split and render the world into `root` (replacing it); returns the split.json content."""
+    """Split and render the world into `root`; returns the split.json content.
+
+    An interrupted render of the same plan resumes (files are deterministic given their path, and `root/plan`
+    holds the plan's digest); any other content of `root` is replaced."""
     root = Path(root)
     split = cpt.make_split(icon_map, cfg.seed, cfg.test_families, cfg.unseen_fraction, cfg.val_fraction,
                            cfg.min_sketch_families, cfg.min_photo_sets)
     items = plan(icon_map, split, cfg)
-    if root.exists():
+    digest = hashlib.sha256(json.dumps([asdict(cfg), [asdict(i) for i in items]]).encode()).hexdigest()
+    if root.exists() and not ((root / "plan").is_file() and (root / "plan").read_text() == digest):
         shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "plan").write_text(digest)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny per-image ops: threads only add overhead
     for item in items:
         path = root / item.path
+        if path.is_file():
+            continue
         path.parent.mkdir(parents=True, exist_ok=True)
         image = render_item(item, art, cfg)
+        tmp = path.with_name("partial-" + path.name)
         if item.domain == "photo":
-            image.save(path, quality=cfg.jpeg_quality, optimize=True)
+            image.save(tmp, format="JPEG", quality=cfg.jpeg_quality, optimize=True)
         else:
-            image.save(path, optimize=True)
+            image.save(tmp, format="PNG", optimize=True)
+        tmp.replace(path)
     torch.set_num_threads(threads)
     counts: dict[str, int] = {}
     for item in items:
