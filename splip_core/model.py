@@ -317,12 +317,14 @@ class SpLIP(
         """(N, D) L2-normalised float32 CPU features of sketches or photos (PIL images, paths or a tensor batch)."""
         _check_modality(modality)
         was_training = self.training
-        self.eval()
+        if was_training:  # toggling walks every module: a per-query cost as large as a tiny model's forward
+            self.eval()
         pixels = self._pixels(images)
         dtype = self.clip.visual.conv1.weight.dtype
         out = [self(pixels[i:i + batch_size].to(self.device, dtype), modality).float().cpu()
                for i in range(0, len(pixels), batch_size)]
-        self.train(was_training)
+        if was_training:
+            self.train()
         return torch.cat(out)
 
     def encode_sketch(self, images, batch_size: int = 32) -> torch.Tensor:
