@@ -222,3 +222,19 @@ def test_missing_packages_say_what_to_install(monkeypatch):
         make_index("faiss-flat", 4)
     with pytest.raises(ImportError, match="pip install pymilvus"):
         make_index("milvus", 4)
+
+
+def test_ann_defaults_follow_the_index_size_and_keep_recall_on_uniform_vectors():
+    """Default ef_search grows with the index (n / 32 within [128, 8192]); default nprobe searches every list."""
+    from splip_core.index import auto_ef_search
+
+    assert [auto_ef_search(n) for n in (100, 10_000, 100_000, 10**7)] == [128, 313, 3125, 8192]
+    rng = np.random.default_rng(5)
+    gallery, queries = unit(rng, 6000, 64), unit(rng, 40, 64)
+    exact = ExactIndex(64)
+    exact.add(names(6000), gallery)
+    for kind in ("hnsw", "ivf"):
+        index = FaissIndex(64, kind, nlist=64)
+        index.add(names(6000), gallery)
+        assert index.search_breadth() == ({"ef_search": 188} if kind == "hnsw" else {"nprobe": 64})
+        assert recall_at_10(index, exact, queries) >= 0.95, kind
