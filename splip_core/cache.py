@@ -10,6 +10,12 @@ modification time match the manifest keeps its recorded hash.
 Writes are atomic: the vectors go to a fresh file, then the manifest naming it replaces the old manifest
 by rename, so a crash at any point leaves the previous or the new cache, never a mix. The cache mirrors
 the latest `get_or_compute` call: entries for files not passed are dropped when it saves.
+
+Seeds are read-only embeddings shipped beside a gallery (`write_seed`, or `python -m splip_core.cache prebuild`),
+in the same ``<model>-<mode>-<digest>/`` layout with float16 vectors keyed by content hash only. A seed is used
+only when its model fingerprint and mode match exactly, and a photo takes a seed vector only when its sha256 is in
+the seed; anything else (other weights, an edited photo) is embedded as usual. float16 keeps a shipped vector
+within 1e-3 of the float32 one (re-normalised on load).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from splip_core.preprocess import MAX_IMAGE_BYTES, InvalidImageError, load_image
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+SEED_FORMAT = "splip-embedding-seed-1"
 EmbedFn = Callable[[list], np.ndarray]
 
 
@@ -63,20 +70,66 @@ def _write_atomic(path: Path, write: Callable) -> None:
         raise
 
 
+def entry_name(model_id: str, mode: str) -> str:
+    """The sub-directory of a cache or seed folder that holds one (model_id, mode) pair."""
+    digest = hashlib.sha256(f"{model_id}\0{mode}".encode()).hexdigest()[:16]
+    return f"{_slug(model_id)}-{_slug(mode)}-{digest}"
+
+
+def read_seed(seed_dir: str | os.PathLike, model_id: str, mode: str) -> dict[str, np.ndarray]:
+    """sha256 -> float32 unit vector from the seed for (model_id, mode) in `seed_dir`; {} when there is none or
+    it does not match (logged), so the caller embeds as usual."""
+    folder = Path(seed_dir) / entry_name(model_id, mode)
+    if not (folder / "manifest.json").is_file():
+        return {}
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        if manifest.get("format") != SEED_FORMAT or (manifest.get("model_id"), manifest.get("mode")) != (
+                model_id, mode):
+            raise ValueError(f"written for {manifest.get('model_id')!r} / {manifest.get('mode')!r}")
+        vectors = np.load(folder / "vectors.npy", allow_pickle=False).astype(np.float32)
+        hashes = manifest["hashes"]
+        if vectors.ndim != 2 or len(vectors) != len(hashes) or not np.isfinite(vectors).all():
+            raise ValueError(f"{len(hashes)} hashes but vectors of shape {vectors.shape}")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        log.warning("ignoring embedding seed %s (%s)", folder, err)
+        return {}
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return dict(zip(hashes, vectors, strict=True))
+
+
+def write_seed(seed_dir: str | os.PathLike, model_id: str, mode: str, hashes: Sequence[str],
+               vectors: np.ndarray) -> Path:
+    """Write a seed (float16 vectors keyed by content sha256) for (model_id, mode); returns its folder."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or len(vectors) != len(hashes):
+        raise ValueError(f"{len(hashes)} hashes but vectors of shape {vectors.shape}")
+    folder = Path(seed_dir) / entry_name(model_id, mode)
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = {"format": SEED_FORMAT, "model_id": model_id, "mode": mode, "dim": vectors.shape[1],
+                "dtype": "float16", "hashes": list(hashes)}
+    _write_atomic(folder / "vectors.npy", lambda f: np.save(f, vectors.astype(np.float16)))
+    _write_atomic(folder / "manifest.json", lambda f: f.write(json.dumps(manifest).encode()))
+    return folder
+
+
 class EmbeddingCache:
     """Embeddings of image files for one `model_id` (a fingerprint of the weights) and `mode`.
 
     `cache_dir=None` keeps everything in memory (nothing read or written), with the same skipping,
-    batching and progress reporting.
+    batching and progress reporting. `seeds` are read-only seed folders (see the module docstring) consulted
+    before embedding anything.
     """
 
-    def __init__(self, cache_dir: str | os.PathLike | None, model_id: str, mode: str):
+    def __init__(self, cache_dir: str | os.PathLike | None, model_id: str, mode: str,
+                 seeds: Sequence[str | os.PathLike] = ()):
         self.model_id, self.mode = str(model_id), str(mode)
         self.directory: Path | None = None
         if cache_dir is not None:
-            digest = hashlib.sha256(f"{self.model_id}\0{self.mode}".encode()).hexdigest()[:16]
-            name = f"{_slug(self.model_id)}-{_slug(self.mode)}-{digest}"
-            self.directory = Path(cache_dir).expanduser() / name
+            self.directory = Path(cache_dir).expanduser() / entry_name(self.model_id, self.mode)
+        self._seed: dict[str, np.ndarray] = {}
+        for seed in seeds:
+            self._seed |= read_seed(seed, self.model_id, self.mode)
         self._vectors: dict[str, np.ndarray] = {}  # sha256 -> vector
         self._files: dict[str, list] = {}  # absolute path -> [sha256, size, mtime_ns]
         self._dim: int | None = None
@@ -168,7 +221,9 @@ class EmbeddingCache:
                 reasons[path] = f"{path}: unreadable ({err})"
         todo: dict[str, str] = {}  # sha256 -> first path with that content, for content not cached yet
         for path, digest in hashes.items():
-            if digest not in self._vectors:
+            if digest not in self._vectors and digest in self._seed:
+                self._store([digest], self._seed[digest][None])
+            elif digest not in self._vectors:
                 todo.setdefault(digest, path)
         try:
             self._embed(todo, embed_fn, batch_size, progress, progress_callback, failed)
@@ -251,3 +306,54 @@ class EmbeddingCache:
             if old.name != name:
                 old.unlink(missing_ok=True)
         log.info("saved %d embeddings to %s", len(hashes), self.directory)
+
+
+def prebuild_seed(paths: Sequence[str | os.PathLike], embed_fn: EmbedFn, model_id: str, mode: str,
+                  seed_dir: str | os.PathLike, batch_size: int = 32) -> EmbedResult:
+    """Embed `paths` (unreadable files are skipped) and write them as a seed for (model_id, mode) in `seed_dir`."""
+    cache = EmbeddingCache(None, model_id, mode)
+    result = cache.get_or_compute(paths, embed_fn, batch_size, progress=False)
+    write_seed(seed_dir, model_id, mode, [cache._file_hash(p) for p in result.paths], result.vectors)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m splip_core.cache prebuild`: ship a gallery's embeddings for a model and its frozen baseline."""
+    import argparse
+
+    import torch
+
+    from splip_core.gallery import scan_folder
+    from splip_core.model import SpLIP
+
+    parser = argparse.ArgumentParser(prog="python -m splip_core.cache", description=main.__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    prebuild = commands.add_parser("prebuild", help="write embedding seeds for a gallery folder")
+    prebuild.add_argument("--model", required=True, help="SpLIP checkpoint folder or Hub id")
+    prebuild.add_argument("--gallery", required=True, help="photo folder, as the app indexes it")
+    prebuild.add_argument("--out", required=True, help="seed folder, e.g. weights/mini/embeddings")
+    prebuild.add_argument("--modes", nargs="+", choices=["faithful", "fast"], default=["faithful", "fast"],
+                          help="inference modes to write (default: both; the baseline is written for each)")
+    prebuild.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    images, _ = scan_folder(Path(args.gallery))
+    if not images:
+        raise FileNotFoundError(f"no photos in {args.gallery}")
+    for mode in args.modes:
+        model = SpLIP.from_pretrained(args.model)  # fresh: the fingerprint, cached on first use, covers the mode
+        model.config.inference_mode = mode  # as the app does it, then the baseline from it: the same fingerprints
+        for who, encoder in (("SpLIP", model), ("baseline", model.frozen_baseline())):
+            result = prebuild_seed(images, lambda ims, e=encoder: e.encode_photo(ims).numpy(), encoder.fingerprint(),
+                                   encoder.config.inference_mode, args.out)
+            print(f"{who} {mode}: {len(result.paths)} photos, {len(result.skipped)} skipped, "
+                  f"fingerprint {encoder.fingerprint()}")
+    size = sum(f.stat().st_size for f in Path(args.out).rglob("*") if f.is_file())
+    print(f"wrote {args.out}: {size / 2**20:.2f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    from splip_core.runtime import run_cli
+
+    raise SystemExit(run_cli(main))

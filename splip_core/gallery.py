@@ -144,16 +144,18 @@ class Gallery:
         progress: bool = True,
         progress_callback: Callable[[int, int], None] | None = None,
         index_options: dict | None = None,
+        seeds: Sequence[str | os.PathLike] = (),
     ) -> Gallery:
         """Scan `root` recursively for photos, embed them (through the cache in `cache_dir`, if any), index.
 
         `embed_fn(list of PIL images) -> (n, d) float32` is called only for photos not cached for this
-        `model_id` and `mode`. Raises EmptyGalleryError naming the folder when no photo is usable.
+        `model_id` and `mode`, nor found in a matching embedding seed (`seeds`, see `splip_core.cache`).
+        Raises EmptyGalleryError naming the folder when no photo is usable.
         """
         root = Path(os.path.abspath(Path(root).expanduser()))
         if not root.is_dir():
             raise FileNotFoundError(f"gallery folder {root} does not exist or is not a folder")
-        cache = EmbeddingCache(cache_dir, model_id, mode)
+        cache = EmbeddingCache(cache_dir, model_id, mode, seeds)
         images, others = scan_folder(root, exclude=Path(os.path.abspath(cache_dir)) if cache_dir else None)
         skipped = [(str(p), f"{p}: not an image file ({p.suffix or 'no suffix'})") for p in others]
         if not images:

@@ -164,3 +164,36 @@ def test_unwritable_cache_still_returns_embeddings(tmp_path, photos, caplog):
     with caplog.at_level(logging.WARNING, logger="splip_core.cache"):
         result = EmbeddingCache(blocker, "m", "fast").get_or_compute(photos, FakeEmbed(), progress=False)
     assert result.vectors.shape == (5, 16) and "could not save the embedding cache" in caplog.text
+
+
+def test_seed_is_used_only_for_matching_model_mode_and_content(tmp_path, photos):
+    """A shipped seed spares the embedding when fingerprint, mode and content hash match, and only then."""
+    from splip_core.cache import prebuild_seed
+
+    seed = tmp_path / "seed"
+    prebuild_seed(photos[:4], FakeEmbed(), "m1", "fast", seed)
+    assert sum(f.stat().st_size for f in seed.rglob("vectors.npy")) < 4 * 16 * 2 + 200  # float16
+    exact = FakeEmbed()(
+        [Image.open(p).convert("RGB") for p in photos])
+    write_photo(Path(photos[0]), (1, 2, 3))  # edited after the seed was written: its hash no longer matches
+    embed = FakeEmbed()
+    result = EmbeddingCache(tmp_path / "cache", "m1", "fast", seeds=[seed]).get_or_compute(photos, embed)
+    assert embed.n_images == 2 and result.n_computed == 2  # the edited photo and the one not in the seed
+    np.testing.assert_allclose(result.vectors[1:], exact[1:], atol=1e-3)
+    assert EmbeddingCache(tmp_path / "cache", "m1", "fast").get_or_compute(photos, FakeEmbed()).n_computed == 0
+    for model_id, mode in (("m2", "fast"), ("m1", "faithful")):
+        embed = FakeEmbed()
+        EmbeddingCache(None, model_id, mode, seeds=[seed]).get_or_compute(photos, embed)
+        assert embed.n_images == 5
+
+
+def test_unreadable_seed_is_ignored_with_a_warning(tmp_path, photos, caplog):
+    from splip_core.cache import entry_name, prebuild_seed
+
+    seed = tmp_path / "seed"
+    prebuild_seed(photos, FakeEmbed(), "m1", "fast", seed)
+    (seed / entry_name("m1", "fast") / "vectors.npy").write_bytes(b"junk")
+    embed = FakeEmbed()
+    with caplog.at_level(logging.WARNING):
+        EmbeddingCache(None, "m1", "fast", seeds=[seed]).get_or_compute(photos, embed)
+    assert embed.n_images == 5 and "ignoring embedding seed" in caplog.text
