@@ -1,4 +1,5 @@
-"""Start the SpLIP sketch-search demo (`python app.py --help`); also what a Hugging Face Space runs."""
+"""Start the SpLIP sketch-search demo (`python app.py --help`; `gradio app.py` reloads it on every edit); also what
+a Hugging Face Space runs. The Blocks object is `demo`, at module level."""
 
 from __future__ import annotations
 
@@ -50,21 +51,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    if args.offline:
-        os.environ["HF_HUB_OFFLINE"] = "1"  # read before huggingface_hub is imported below
-    from demo import DemoState, build_app
-    from demo.server import serve
+def load_state(args: argparse.Namespace):
+    """The thread budget, then the model and galleries (once per process: not again when `gradio app.py` reloads
+    the page's code)."""
+    import torch
 
+    from demo import DemoState
+    from demo.ui import TORCH_THREADS
+
+    torch.set_num_threads(TORCH_THREADS)  # x SEARCH_CONCURRENCY searches at a time = the cores, no oversubscription
     try:
-        state = DemoState.create(args.model, args.gallery, offline=args.offline, cache_dir=args.cache_dir,
-                                 top_k=args.top_k, backend=args.backend, mode=args.mode, milvus_uri=args.milvus_uri)
+        return DemoState.create(args.model, args.gallery, offline=args.offline, cache_dir=args.cache_dir,
+                                top_k=args.top_k, backend=args.backend, mode=args.mode, milvus_uri=args.milvus_uri)
     except FileNotFoundError as err:
         raise SystemExit(f"error: {err}") from None
-    serve(build_app(state), state, args.host, args.port, args.share)
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # `python app.py`, a Space, and `gradio app.py`, which re-runs this file on each edit
+    ARGS = parse_args()
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    if ARGS.offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"  # read when huggingface_hub is first imported, just below
+    import gradio as gr
+
+    from demo import build_app
+    from demo.server import serve
+
+    if gr.NO_RELOAD:
+        STATE = load_state(ARGS)
+    demo = build_app(STATE)  # the Blocks at module level: what `gradio app.py` swaps in after an edit
+    if gr.NO_RELOAD:
+        serve(demo, STATE, ARGS.host, ARGS.port, ARGS.share)

@@ -6,6 +6,7 @@ shipped evaluation becomes the About tab. No Gradio here, so all of it is tested
 from __future__ import annotations
 
 import itertools
+import shutil
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -89,28 +90,39 @@ def guess_categories(space: SearchSpace, vector: np.ndarray) -> list[tuple[str, 
     return [(space.categories[i], float(probs[i])) for i in np.argsort(-probs, kind="stable")]
 
 
-def run_search(state: DemoState, space: SearchSpace, image: Image.Image, mode: str, k: int,
-               category: str | None = None) -> Outcome:
-    """Encode the sketch with SpLIP and with the baseline, and rank the mode's view of the gallery with each.
+def fg_label(space: SearchSpace, category: str | None, guess: list[tuple[str, float]]) -> str | None:
+    """The gallery label FG ranks within: `category` when the gallery has it, else the best guess it has."""
+    for name in ([category] if category else []) + [name for name, _ in guess]:
+        label = space.label_for(name)
+        if label is not None:
+            return label
+    return None
 
-    FG ranks the photos of `category` (when the gallery has it), else of the best guessed category it has.
+
+def run_search(state: DemoState, space: SearchSpace, image: Image.Image, mode: str, k: int,
+               category: str | None = None, baseline: bool = True) -> Outcome:
+    """Encode the sketch with SpLIP (and, with `baseline`, the frozen CLIP) and rank the mode's view of the gallery.
+
+    The sketch is preprocessed once for both models (they share CLIP's transform). The category guess reuses the
+    SpLIP query. FG ranks the photos of `category` (when the gallery has it), else of the best guessed category it
+    has. Without `baseline` the outcome's baseline list is empty and nothing is computed for it.
     """
     if mode not in MODES:
         raise BadQuery(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     k = max(1, min(int(k), MAX_K))
-    query = state.model.encode_sketch(image).numpy()[0]
-    query_base = state.baseline.encode_sketch(image).numpy()[0]
-    guess = guess_categories(space, query)
-    label = None
-    if mode == "FG":
-        candidates = ([category] if category else []) + [name for name, _ in guess]
-        label = next((space.label_for(c) for c in candidates if space.label_for(c)), None)
-    splip, base, note = space.view(mode, label)
-    return Outcome(splip.search(query, k), base.search(query_base, k), guess, note)
+    pixels = state.model.preprocess(image)
+    query = state.model.encode_sketch(pixels).numpy()[0]
+    query_base = state.baseline.encode_sketch(pixels).numpy()[0] if baseline else None
+    guess = guess_categories(space, query) if baseline or mode == "FG" else []
+    splip, base, note = space.view(mode, fg_label(space, category, guess) if mode == "FG" else None)
+    return Outcome(splip.search(query, k), base.search(query_base, k) if baseline else [], guess, note)
 
 
 def api_search(state: DemoState, sketch, mode: str = "GZS", k: int | None = None) -> list[dict]:
-    """The `/search` endpoint: the ranked photos of the app's gallery as plain data; [] for a blank canvas."""
+    """The `/search` endpoint: the ranked photos of the app's gallery as plain data; [] for a blank canvas.
+
+    Only what the answer holds is computed: the SpLIP query and its top-k (no baseline column, no guess but FG's).
+    """
     try:
         image = canvas_image(sketch)
     except InvalidImageError as err:
@@ -120,7 +132,7 @@ def api_search(state: DemoState, sketch, mode: str = "GZS", k: int | None = None
     if state.space is None:
         raise BadQuery(state.gallery_note)
     space = state.space
-    outcome = run_search(state, space, image, mode, state.top_k if k is None else k)
+    outcome = run_search(state, space, image, mode, state.top_k if k is None else k, baseline=False)
     return [{"rank": rank, "photo": space.relative(hit.path), "category": None if hit.label is None
              else display_name(hit.label), "score": round(hit.score, 4),
              "seen": None if hit.label is None else space.status(hit.label) == "seen"}
@@ -197,7 +209,7 @@ def search_view(state: DemoState, sketch, mode: str, k: int, category: str | Non
                 instance: str | None = None, history: dict | None = None, space_key: str | None = None) -> SearchView:
     """Everything the Search tab shows for one canvas; a blank canvas gives the hint and searches nothing."""
     history = dict(history or {})
-    space = state.space_for(space_key)
+    space, gone = state.space_for(space_key)
     try:
         image = canvas_image(sketch)
     except InvalidImageError as err:
@@ -206,7 +218,7 @@ def search_view(state: DemoState, sketch, mode: str, k: int, category: str | Non
     if image is None:
         return SearchView([], [], None, HINT, history, summary_markdown(history), blank=True)
     if space is None:
-        return SearchView([], [], None, f"⚠ {state.gallery_note}", history, summary_markdown(history))
+        return SearchView([], [], None, f"⚠ {gone or state.gallery_note}", history, summary_markdown(history))
     outcome = run_search(state, space, image, mode, k, category)
     lines = [outcome.note] if outcome.note else []
     if category:
@@ -227,20 +239,29 @@ def search_view(state: DemoState, sketch, mode: str, k: int, category: str | Non
 
 # ----------------------------------------------------------------------------------------------------------------
 # bring your own gallery
-def index_upload(state: DemoState, files, progress: Progress | None = None) -> tuple[str | None, str]:
-    """Unpack, embed (cached) and register an upload: (the visitor's gallery id or None, a report for them)."""
+def index_upload(state: DemoState, files, progress: Progress | None = None,
+                 session: str = "") -> tuple[str | None, str]:
+    """Unpack, embed (cached) and hold an upload as this browser session's gallery: (its key or None, a report).
+
+    The session's previous upload is replaced; its embedding cache folder is kept, so the same photos again are
+    instant while the gallery lives.
+    """
     try:
         prepared = prepare_upload(files, state.upload_dir, state.limits)
     except UploadError as err:
         return None, f"⚠ **Upload refused:** {err}."
+    key = state.user_spaces.key_for(session)
+    cache = state.gallery_cache(None, key)
     try:
-        space = build_space("your upload", prepared.root, state.model, state.baseline, state.split,
-                            state.gallery_cache(None), progress)
+        space = build_space("your upload", prepared.root, state.model, state.baseline, state.split, cache, progress,
+                            seeds=state.seeds)
     except EmptyGalleryError as err:
+        shutil.rmtree(prepared.folder, ignore_errors=True)
         return None, f"⚠ {err}"
-    key = state.user_spaces.add(space, prepared.folder)
+    state.user_spaces.add(key, space, [prepared.folder, cache])
     skipped = prepared.skipped + space.splip.skipped
-    report = [f"✔ Indexed **{space.describe()}**. Searches in this browser tab now use it."]
+    report = [f"✔ Indexed **{space.describe()}**. Searches in this browser tab now use it: "
+              f"{state.user_spaces.describe_limits()}."]
     if skipped:
         report.append(f"Skipped {len(skipped)} file{'s' * (len(skipped) != 1)}:")
         report += [f"- {reason}" for _, reason in skipped[:10]]

@@ -14,10 +14,10 @@ import re
 import shutil
 import tempfile
 import threading
-import uuid
+import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -196,8 +196,8 @@ def _text_vectors(model: SpLIP, names: list[str]) -> tuple[list[str], np.ndarray
 
 
 def build_space(name: str, root: Path, model: SpLIP, baseline: SpLIP, split: Split, cache_dir: Path | None,
-                progress: Progress | None = None, backend: str = "exact",
-                index_options: dict | None = None) -> SearchSpace:
+                progress: Progress | None = None, backend: str = "exact", index_options: dict | None = None,
+                seeds: Sequence[Path] = ()) -> SearchSpace:
     """Index `root` with both models (cached embeddings are reused) and prepare the category guesses.
 
     Raises EmptyGalleryError when the folder holds no usable photo.
@@ -212,7 +212,8 @@ def build_space(name: str, root: Path, model: SpLIP, baseline: SpLIP, split: Spl
             root, lambda images, enc=encoder: enc.encode_photo(images).numpy(), encoder.fingerprint(),
             encoder.config.inference_mode, cache_dir=cache_dir, backend=backend, progress=progress is None,
             progress_callback=report,
-            index_options=None if index_options is None else {**index_options, "collection": f"splip_{step}"}))
+            index_options=None if index_options is None else {**index_options, "collection": f"splip_{step}"},
+            seeds=seeds))
     splip, base = galleries
     names = sorted({display_name(lab) for lab in splip.labels} | set(split.unseen_names)
                    | {display_name(s) for s in model.config.seen_classes}, key=str.lower)
@@ -220,28 +221,86 @@ def build_space(name: str, root: Path, model: SpLIP, baseline: SpLIP, split: Spl
     return SearchSpace(name, root, splip, base, split, categories, vectors)
 
 
-class SpaceRegistry:
-    """Galleries uploaded by visitors, by id; the oldest is dropped (with its files) beyond `capacity`."""
+class UserGalleries:
+    """Galleries uploaded by visitors, one per browser session, each with its own photo and cache folders.
 
-    def __init__(self, capacity: int = 16):
-        self.capacity = capacity
-        self._spaces: OrderedDict[str, tuple[SearchSpace, Path]] = OrderedDict()
+    A gallery lives while its visitor uses it: it expires `ttl_s` seconds after its last search or upload (the
+    page's `gr.State` has the same time to live and calls `drop` when it expires or the tab closes), and at most
+    `capacity` are held at once: a new one replaces the least recently used. A visitor whose gallery is gone is told
+    why (`lookup`), never silently given the app's gallery. Memory: at most `capacity` galleries of at most
+    `UploadLimits.max_images` photos, each held as two (n, D) float32 matrices (SpLIP and baseline) plus at most as
+    much again in ZS/FG views: capacity x 5000 x 2 x 2 x D x 4 bytes, 82 MB at D = 128 (the offline world), 328 MB
+    at D = 512 (ViT-B).
+    """
+
+    def __init__(self, capacity: int = 8, ttl_s: float = 1800.0):
+        self.capacity, self.ttl_s = capacity, ttl_s
+        self._spaces: OrderedDict[str, tuple[SearchSpace, list[Path], float]] = OrderedDict()  # (, folders, expiry)
+        self._gone: OrderedDict[str, str] = OrderedDict()  # key -> why it is no longer here, for its visitor
         self._lock = threading.Lock()
 
-    def add(self, space: SearchSpace, folder: Path) -> str:
-        """Register `space` (whose photos live in `folder`) and return its id."""
-        key = uuid.uuid4().hex
-        with self._lock:
-            self._spaces[key] = (space, folder)
-            while len(self._spaces) > self.capacity:
-                _, (_, old_folder) = self._spaces.popitem(last=False)
-                shutil.rmtree(old_folder, ignore_errors=True)
-        return key
+    @staticmethod
+    def key_for(session: str) -> str:
+        """The gallery key of a browser session (not the session id itself, which is kept out of the page)."""
+        return hashlib.sha256(f"splip-gallery\0{session}".encode()).hexdigest()[:24]
 
-    def get(self, key: str | None) -> SearchSpace | None:
+    def describe_limits(self) -> str:
+        return (f"it stays while you use it and is removed {self.ttl_s / 60:.0f} min after your last search, or "
+                f"when you close this tab; the server keeps at most {self.capacity} visitors' galleries (the least "
+                "recently used goes first)")
+
+    def add(self, key: str, space: SearchSpace, folders: list[Path]) -> None:
+        """Hold `space` for `key`, replacing that visitor's previous gallery; `folders` (its photos, its embedding
+        cache) are deleted with it. A folder the previous gallery shared (the cache) is kept."""
         with self._lock:
-            entry = self._spaces.get(key) if key else None
-        return None if entry is None else entry[0]
+            self._expire(time.monotonic())
+            old = self._spaces.pop(key, None)
+            self._spaces[key] = (space, folders, time.monotonic() + self.ttl_s)
+            self._gone.pop(key, None)
+            while len(self._spaces) > self.capacity:
+                evicted, (_, evicted_folders, _) = self._spaces.popitem(last=False)
+                self._forget(evicted, evicted_folders, f"it was removed to make room: the server keeps at most "
+                                                       f"{self.capacity} visitors' galleries")
+        for folder in [] if old is None else set(old[1]) - set(folders):
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def lookup(self, key: str) -> tuple[SearchSpace | None, str]:
+        """(the gallery, "") while it is held, refreshing its time to live; else (None, why it is gone)."""
+        now = time.monotonic()
+        with self._lock:
+            self._expire(now)
+            entry = self._spaces.get(key)
+            if entry is None:
+                return None, self._gone.get(key, "it is no longer on the server (the app was restarted?)")
+            self._spaces[key] = (entry[0], entry[1], now + self.ttl_s)
+            self._spaces.move_to_end(key)
+            return entry[0], ""
+
+    def drop(self, key: str | None) -> None:
+        """Remove a visitor's gallery and its files (the `gr.State` delete callback: tab closed or expired)."""
+        if not key:
+            return
+        with self._lock:
+            entry = self._spaces.pop(key, None)
+            if entry is not None:
+                self._forget(key, entry[1], f"it expired after {self.ttl_s / 60:.0f} min without a search")
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._spaces)
+
+    def _expire(self, now: float) -> None:
+        for key, (_, folders, expiry) in list(self._spaces.items()):
+            if expiry <= now:
+                del self._spaces[key]
+                self._forget(key, folders, f"it expired after {self.ttl_s / 60:.0f} min without a search")
+
+    def _forget(self, key: str, folders: list[Path], reason: str) -> None:
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+        self._gone[key] = reason
+        while len(self._gone) > 10_000:
+            self._gone.popitem(last=False)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -290,6 +349,24 @@ def load_evaluation(directory: Path | None) -> tuple[dict | None, str]:
         return None, f"The shipped evaluation.json could not be read ({err})."
 
 
+MAX_FAST_LOSS = 0.005  # fast mode is the default when it loses at most this much ZS mAP@all (half a point)
+
+
+def choose_mode(evaluation: dict | None) -> tuple[str | None, str]:
+    """("fast", why) when the shipped evaluation measured both modes and fast mode costs at most MAX_FAST_LOSS
+    mAP@all; else (None, "") and the model keeps its own mode."""
+    modes = (evaluation or {}).get("modes") or {}
+    try:
+        fast, faithful = float(modes["fast"]["mAP@all"]), float(modes["faithful"]["mAP@all"])
+    except (KeyError, TypeError, ValueError):
+        return None, ""
+    if faithful - fast > MAX_FAST_LOSS:
+        return None, ""
+    return "fast", (f"fast mode, chosen because the shipped evaluation measured no accuracy cost: ZS mAP@all "
+                    f"{100 * fast:.2f} (fast) vs {100 * faithful:.2f} (faithful); `--mode faithful` runs the "
+                    "paper's per-image text pass")
+
+
 # ----------------------------------------------------------------------------------------------------------------
 @dataclass
 class DemoState:
@@ -310,7 +387,9 @@ class DemoState:
     backend: str = "exact"
     limits: UploadLimits = field(default_factory=UploadLimits)
     notices: list[str] = field(default_factory=list)
-    user_spaces: SpaceRegistry = field(default_factory=SpaceRegistry)
+    user_spaces: UserGalleries = field(default_factory=UserGalleries)
+    mode_note: str = ""
+    seeds: list[Path] = field(default_factory=list)
 
     @classmethod
     def create(cls, model_ref: str | None = None, gallery: str | Path | None = None, offline: bool = False,
@@ -321,26 +400,37 @@ class DemoState:
 
         `backend` is the search index (splip_core.index.BACKENDS; "milvus" reaches `milvus_uri`, a Milvus server
         URI or a Milvus Lite file, default CACHE_DIR/gallery.db); `mode` overrides the model's inference mode
-        ("faithful" or the faster approximation "fast").
+        ("faithful" or the faster approximation "fast"). Without `mode`, fast mode is chosen when the model's
+        shipped evaluation shows it costs no accuracy (`choose_mode`).
+
+        Gallery embeddings come from the cache, else from the seeds shipped in the model folder's `embeddings/`
+        (`python -m splip_core.cache prebuild`) when fingerprint, mode and photo content all match, else are
+        computed.
 
         The gallery is `gallery`, else the offline world's test photos. Uploads go to a fresh temporary folder,
         removed when the app exits.
         """
         gallery = check_gallery_dir(gallery) if gallery is not None else None
         loaded = load_model(model_ref, offline, mini_dir)
-        if mode is not None:
-            loaded.model.config.inference_mode = mode
         has_world = loaded.directory is not None and (loaded.directory / "gallery").is_dir()
         world = loaded.directory if has_world else mini_dir
         split = Split.of(loaded.model, world / "gallery" / "split.json")
         evaluation, evaluation_note = load_evaluation(loaded.directory)
+        mode_note = ""
+        if mode is None:
+            mode, mode_note = choose_mode(evaluation)
+        if mode is not None:
+            loaded.model.config.inference_mode = mode  # before the fingerprint (cache key) is first computed
         cache_dir = Path(cache_dir if cache_dir is not None else Path.home() / ".cache" / "splip" / "demo")
         state = cls(model=loaded.model, baseline=loaded.model.frozen_baseline(), model_name=loaded.name,
                     split=split, space=None, gallery_note="", examples=find_examples(world / "gallery" / "sketch",
                                                                                      split),
                     evaluation=evaluation, evaluation_note=evaluation_note, cache_dir=cache_dir.expanduser().resolve(),
                     upload_dir=Path(tempfile.mkdtemp(prefix="splip-demo-uploads-")).resolve(), top_k=top_k,
-                    backend=backend, limits=limits or UploadLimits(), notices=list(loaded.notices))
+                    backend=backend, limits=limits or UploadLimits(), notices=list(loaded.notices),
+                    mode_note=mode_note)
+        state.seeds = list(dict.fromkeys(d / "embeddings" for d in (loaded.directory, world)
+                                         if d is not None and (d / "embeddings").is_dir()))
         weakref.finalize(state, shutil.rmtree, state.upload_dir, ignore_errors=True)  # at exit, or when dropped
         root = gallery if gallery is not None else world / "gallery" / "photo"
         if not root.is_dir():
@@ -352,17 +442,18 @@ class DemoState:
             if backend == "milvus":
                 options = {"uri": milvus_uri or str(state.cache_dir / "gallery.db")}
             state.space = build_space(_shown(root), root, state.model, state.baseline, split,
-                                      state.gallery_cache(root), backend=backend, index_options=options)
+                                      state.gallery_cache(root), backend=backend, index_options=options,
+                                      seeds=state.seeds)
         except EmptyGalleryError as err:
             state.gallery_note = f"{err}. Upload photos in the *Your gallery* tab instead."
             state.notices.append(str(err))
         return state
 
-    def gallery_cache(self, root: Path | None) -> Path:
-        """Where a gallery's embeddings are cached: one folder per gallery folder (uploads share one), so that
-        indexing one gallery never drops another's cached embeddings."""
+    def gallery_cache(self, root: Path | None, visitor: str | None = None) -> Path:
+        """Where a gallery's embeddings are cached: one folder per gallery folder and one per visitor's uploads, so
+        that indexing one gallery never drops another's cached embeddings."""
         if root is None:
-            return self.cache_dir / "embeddings" / "uploads"
+            return self.cache_dir / "embeddings" / "uploads" / (visitor or "anonymous")
         return self.cache_dir / "embeddings" / hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
 
     def allowed_paths(self) -> list[str]:
@@ -373,13 +464,21 @@ class DemoState:
         paths += sorted({e.path.parent.parent for e in self.examples})
         return [str(p) for p in paths]
 
-    def space_for(self, key: str | None) -> SearchSpace | None:
-        """The visitor's uploaded gallery when they have one, else the app's gallery."""
-        return self.user_spaces.get(key) or self.space
+    def space_for(self, key: str | None) -> tuple[SearchSpace | None, str]:
+        """(the gallery to search, "") for a visitor: their upload when they have one (key), else the app's
+        gallery; (None, what to tell them) when their upload is gone, never the app's gallery in its place."""
+        if not key:
+            return self.space, ""
+        space, why = self.user_spaces.lookup(key)
+        if space is None:
+            return None, (f"Your uploaded gallery is gone: {why}. Upload it again in *Your gallery*, or press "
+                          "*Back to the app's gallery* there.")
+        return space, ""
 
     def info_line(self, space: SearchSpace | None) -> str:
         c = self.model.config
         model = (f"**Model:** {self.model_name} — `{c.backbone}`, {len(c.seen_classes)} seen classes, "
                  f"{c.inference_mode} mode, fingerprint `{self.model.fingerprint()}`")
         gallery = f"**Gallery:** {space.describe()}" if space is not None else f"**Gallery:** none. {self.gallery_note}"
-        return f"{model}  \n{gallery}"
+        mode = f"  \n**Mode:** {self.mode_note}" if self.mode_note else ""
+        return f"{model}{mode}  \n{gallery}"

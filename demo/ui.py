@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 import gradio as gr
+from gradio.components.image_editor import EditorData
 from PIL import Image
 
 from . import handlers
@@ -13,12 +15,26 @@ from .state import DemoState, display_name
 
 THEME = gr.themes.Default(font=["sans-serif"], font_mono=["monospace"])  # system fonts: no Google Fonts request
 CSS = "#results .caption-label, #baseline .caption-label { white-space: normal; font-size: 12px; line-height: 1.25; }"
-SEARCH_CONCURRENCY = max(2, os.cpu_count() or 2)  # searches running at once, shared by the UI and the API
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+SEARCH_CONCURRENCY = CORES  # searches running at once, shared by the UI and the API ...
+TORCH_THREADS = 1  # ... each on one torch thread: threads x concurrent searches <= cores, no oversubscription
 QUEUE_SIZE = 512  # waiting events before new visitors are told the queue is full
 MODE_CHOICES = [("ZS: unseen categories only", "ZS"), ("GZS: all categories", "GZS"),
                 ("FG: photos of one category, instance by instance", "FG")]
 BLANK = {"background": Image.new("RGB", (512, 512), "white"), "layers": [], "composite": None}
 BRUSH = gr.Brush(colors=["#000000"], color_mode="fixed", default_size=6)
+
+
+def _file_paths(value):
+    """A Sketchpad value as `gr.api` hands it over (file dicts, already checked by Gradio to be uploads) with each
+    file reduced to its local path, as `handlers.canvas_image` reads it."""
+    def path(item):
+        return item.get("path") if isinstance(item, dict) else item
+
+    if not isinstance(value, dict):
+        return path(value)
+    return {"background": path(value.get("background")), "layers": [path(x) for x in value.get("layers") or []],
+            "composite": path(value.get("composite"))}
 
 
 def build_app(state: DemoState) -> gr.Blocks:
@@ -30,7 +46,9 @@ def build_app(state: DemoState) -> gr.Blocks:
         info = gr.Markdown(state.info_line(state.space), elem_id="info-line")
         if state.notices:
             gr.Markdown("\n".join(f"⚠ {n}  " for n in state.notices), elem_id="notices")
-        space_key, instance, history = gr.State(None), gr.State(None), gr.State({})
+        galleries = state.user_spaces  # a visitor's upload lives as long as this State: TTL, freed on expiry/close
+        space_key = gr.State(None, time_to_live=galleries.ttl_s, delete_callback=galleries.drop)
+        instance, history = gr.State(None), gr.State({})
 
         with gr.Tabs():
             with gr.Tab("Search", id="search"):
@@ -63,8 +81,9 @@ def build_app(state: DemoState) -> gr.Blocks:
 
             with gr.Tab("Your gallery", id="upload"):
                 gr.Markdown("Search your own photos: upload images or a .zip. Photos in class folders "
-                            "(`cat/1.jpg`) are labelled by folder; loose photos are fine. Embeddings are cached, "
-                            "so uploading the same photos again is instant.")
+                            "(`cat/1.jpg`) are labelled by folder; loose photos are fine. Your gallery is yours "
+                            f"alone: {galleries.describe_limits()}. While it lives, uploading the same photos "
+                            "again is instant.")
                 files = gr.File(file_count="multiple", file_types=["image", ".zip"], elem_id="upload-files",
                                 label=f"Photos or .zip ({state.limits.describe()})")
                 with gr.Row():
@@ -80,7 +99,7 @@ def build_app(state: DemoState) -> gr.Blocks:
                     gr.Plot(figure, label="Average precision per category", elem_id="ap-chart")
 
         search_inputs = [sketch, mode, top_k, category, instance, history, space_key]
-        search_outputs = [results, baseline, guess, message, history, summary, category, instance]
+        search_outputs = [results, baseline, guess, message, history, summary, category, instance, space_key]
 
         def run(values, request: gr.Request, from_canvas: bool):
             session = request.session_hash or ""
@@ -89,7 +108,9 @@ def build_app(state: DemoState) -> gr.Blocks:
             if not latest.is_latest(session, ticket):  # a newer search of this visitor has started: drop this one
                 return [gr.skip()] * len(search_outputs)
             forget = None if view.blank and from_canvas else gr.skip()  # a cleared canvas starts a new query
-            return view.results, view.baseline, view.guess, view.message, view.history, view.summary, forget, forget
+            key = values[-1] if values[-1] else gr.skip()  # set again: the State's time to live restarts
+            return (view.results, view.baseline, view.guess, view.message, view.history, view.summary, forget, forget,
+                    key)
 
         def on_search(sketch_value, mode_value, k, category_value, instance_value, history_value, key,
                       request: gr.Request):
@@ -114,34 +135,34 @@ def build_app(state: DemoState) -> gr.Blocks:
             examples.select(pick_example, None, [sketch, category, instance], api_visibility="private").then(
                 on_search, search_inputs, search_outputs, **live)
 
-        def api(sketch_value, mode_value, k):
+        def search(sketch: EditorData, mode: Literal["ZS", "GZS", "FG"] = "GZS", k: int = 10) -> list[dict]:
+            """Rank the app's gallery for a sketch (a Sketchpad value: its `composite` image, else `background`
+            under `layers`): a list of {rank, photo, category, score, seen}, best first; [] for a blank sketch."""
             try:
-                return handlers.api_search(state, sketch_value, mode_value, k)
+                return handlers.api_search(state, _file_paths(sketch), mode, k)
             except BadQuery as err:
                 raise gr.Error(str(err)) from err
 
-        api_output = gr.JSON(visible=False)
-        gr.Button(visible=False).click(api, [sketch, mode, top_k], api_output, api_name="search",
-                                       concurrency_id="search", concurrency_limit=SEARCH_CONCURRENCY,
-                                       api_description="Rank the app's gallery for a sketch: a list of {rank, photo, "
-                                       "category, score, seen}, best first; [] for a blank sketch.")
+        gr.api(search, api_name="search", concurrency_id="search", concurrency_limit=SEARCH_CONCURRENCY)
 
-        def index(uploaded, progress=gr.Progress()):  # noqa: B008 (how Gradio injects a progress bar)
-            key, report = handlers.index_upload(state, uploaded, lambda f, d: progress(f, desc=d))
+        def index(uploaded, request: gr.Request, progress=gr.Progress()):  # noqa: B008 (Gradio's progress bar)
+            key, report = handlers.index_upload(state, uploaded, lambda f, d: progress(f, desc=d),
+                                                request.session_hash or "")
             if key is None:
                 return gr.skip(), report, gr.skip(), gr.skip(), gr.skip()
-            space = state.space_for(key)
+            space, _ = state.space_for(key)
             return key, report, state.info_line(space), gr.Dropdown(choices=space.categories, value=None), None
 
         gallery_outputs = [space_key, index_report, info, category, instance]
         index_button.click(index, files, gallery_outputs, concurrency_id="index", concurrency_limit=1,
                            api_visibility="private")
 
-        def reset():
+        def reset(key):
+            galleries.drop(key)
             choices = state.space.categories if state.space else []
             return None, "Back to the app's gallery.", state.info_line(state.space), gr.Dropdown(
                 choices=choices, value=None), None
 
-        reset_button.click(reset, None, gallery_outputs, api_visibility="private")
+        reset_button.click(reset, space_key, gallery_outputs, api_visibility="private")
     app.queue(max_size=QUEUE_SIZE, default_concurrency_limit=8)
     return app

@@ -1,0 +1,42 @@
+"""The load test's floor: a Gradio app whose `/search` takes and returns what the demo's does (same typed
+signature, same queue and concurrency settings) but does no work, so its cost is the framework's alone.
+
+`python benchmarks/floor_app.py --port P` (started by `benchmarks/load_test.py`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Literal
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import gradio as gr
+from gradio.components.image_editor import EditorData
+
+from demo.ui import QUEUE_SIZE, SEARCH_CONCURRENCY
+
+
+def search(sketch: EditorData, mode: Literal["ZS", "GZS", "FG"] = "GZS", k: int = 10) -> list[dict]:
+    """k constant rows shaped like the demo's answer."""
+    return [{"rank": r, "photo": f"cat/{r}.jpg", "category": "cat", "score": 0.5, "seen": True}
+            for r in range(1, int(k) + 1)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=7861)
+    args = parser.parse_args()
+    with gr.Blocks(title="floor") as app:
+        gr.api(search, api_name="search", concurrency_id="search", concurrency_limit=SEARCH_CONCURRENCY)
+    app.queue(max_size=QUEUE_SIZE)
+    app.launch(server_name=args.host, server_port=args.port, ssr_mode=False)
+
+
+if __name__ == "__main__":
+    main()
