@@ -9,9 +9,10 @@ taking turns, it measures `--clients` concurrent clients x `--queries` searches 
 Every search sends a different sketch: the offline world's test sketches drawn on a 512 x 512 canvas (mirrored and
 shifted copies once the originals are used up), so no result cache can help. Clients speak raw HTTP to Gradio's API
 (upload, then `/gradio_api/call/search` and its event stream) with asyncio, spread over `--processes` processes, so
-the load generator is not the bottleneck. Per row: errors, p50/p95/max latency, throughput (successful searches per
-second of wall time) and the server process's CPU time per search (utime + stime from /proc). Also reports the
-cold start: seconds from launching app.py to its first answered search. Exits 1 when any search failed.
+the load generator is not the bottleneck; each client keeps one Gradio session, as gradio_client and a browser tab
+do. Per row: errors, p50/p95/max latency, throughput (successful searches per second of wall time) and the server
+process's CPU time per search (utime + stime from /proc). Also reports the cold start: seconds from launching app.py
+to its first answered search. Exits 1 when any search failed.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -98,8 +100,9 @@ def make_sketches(n: int, folder: Path, source: Path = SKETCHES, seed: int = 0) 
     return out, min(n, len(originals))
 
 
-async def one_search(client: httpx.AsyncClient, url: str, sketch: Path, k: int) -> float | str:
-    """Upload the sketch, call /search and read its event stream: the latency, or the error text."""
+async def one_search(client: httpx.AsyncClient, url: str, sketch: Path, k: int, session: str) -> float | str:
+    """Upload the sketch, call /search in the client's `session` (as gradio_client does: one per client) and read
+    the event stream: the latency, or the error text."""
     t0 = time.perf_counter()
     try:
         upload = await client.post(f"{url}gradio_api/upload",
@@ -107,7 +110,8 @@ async def one_search(client: httpx.AsyncClient, url: str, sketch: Path, k: int) 
         upload.raise_for_status()
         data = {"path": upload.json()[0], "meta": {"_type": "gradio.FileData"}}
         call = await client.post(f"{url}gradio_api/call/search",
-                                 json={"data": [{"background": None, "layers": [], "composite": data}, "GZS", k]})
+                                 json={"data": [{"background": None, "layers": [], "composite": data}, "GZS", k],
+                                       "session_hash": session})
         call.raise_for_status()
         event = None
         async with client.stream("GET", f"{url}gradio_api/call/search/{call.json()['event_id']}") as stream:
@@ -134,7 +138,8 @@ async def clients_async(url: str, jobs: list[list[str]], k: int, start_at: float
         await asyncio.sleep(max(0.0, start_at - time.time()))
 
         async def run(sketches: list[str]) -> list:
-            return [await one_search(client, url, Path(s), k) for s in sketches]
+            session = uuid.uuid4().hex
+            return [await one_search(client, url, Path(s), k, session) for s in sketches]
 
         return [r for rs in await asyncio.gather(*(run(j) for j in jobs)) for r in rs]
 

@@ -11,9 +11,9 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.figure import Figure
 from PIL import Image, ImageOps
 
 from splip_core import InvalidImageError, is_blank, load_image
@@ -22,6 +22,9 @@ from splip_core.preprocess import crop_to_ink
 
 from .gallery import UploadError, prepare_upload
 from .state import MODES, DemoState, Example, Progress, SearchSpace, build_space, display_name, name_key
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 HINT = "✏ Draw something on the canvas (or click an example sketch below) and the closest photos appear here."
 MAX_K = 50
@@ -308,14 +311,23 @@ def evaluation_markdown(evaluation: dict | None, note: str = "") -> str:
     return "\n".join(out)
 
 
+def has_ap_chart(evaluation: dict | None) -> bool:
+    """Whether the evaluation holds per-category AP for both models (what `ap_figure` draws)."""
+    per_class = (evaluation or {}).get("per_class_ap") or {}
+    return any(c in (per_class.get("baseline") or {}) for c in per_class.get("splip") or {})
+
+
 def ap_figure(evaluation: dict | None) -> Figure | None:
     """Per-category AP, SpLIP against the frozen CLIP baseline (a dot above the diagonal is a category SpLIP
-    improves), coloured seen/unseen, beside the mean AP of each group."""
-    per_class = (evaluation or {}).get("per_class_ap") or {}
-    base, splip = per_class.get("baseline") or {}, per_class.get("splip") or {}
-    classes = [c for c in splip if c in base]
-    if not classes:
+    improves), coloured seen/unseen, beside the mean AP of each group. Imports matplotlib only when called (half
+    a second of the app's start)."""
+    if not has_ap_chart(evaluation):
         return None
+    from matplotlib.figure import Figure
+
+    per_class = evaluation["per_class_ap"]
+    base, splip = per_class["baseline"], per_class["splip"]
+    classes = [c for c in splip if c in base]
     unseen = {name_key(c) for c in evaluation.get("unseen", [])}
     groups = {"seen": [c for c in classes if name_key(c) not in unseen],
               "unseen": [c for c in classes if name_key(c) in unseen]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Literal
 
@@ -94,9 +95,9 @@ def build_app(state: DemoState) -> gr.Blocks:
             with gr.Tab("About this model", id="about"):
                 gr.Markdown(handlers.about_markdown(state))
                 gr.Markdown(handlers.evaluation_markdown(state.evaluation, state.evaluation_note))
-                figure = handlers.ap_figure(state.evaluation)
-                if figure is not None:
-                    gr.Plot(figure, label="Average precision per category", elem_id="ap-chart")
+                chart = None
+                if handlers.has_ap_chart(state.evaluation):  # drawn at the first page load, not at startup
+                    chart = gr.Plot(label="Average precision per category", elem_id="ap-chart")
 
         search_inputs = [sketch, mode, top_k, category, instance, history, space_key]
         search_outputs = [results, baseline, guess, message, history, summary, category, instance, space_key]
@@ -164,5 +165,8 @@ def build_app(state: DemoState) -> gr.Blocks:
                 choices=choices, value=None), None
 
         reset_button.click(reset, space_key, gallery_outputs, api_visibility="private")
+        if chart is not None:
+            figure = functools.cache(lambda: handlers.ap_figure(state.evaluation))
+            app.load(figure, None, chart, api_visibility="private")
     app.queue(max_size=QUEUE_SIZE, default_concurrency_limit=8)
     return app
