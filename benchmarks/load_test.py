@@ -3,8 +3,9 @@
 Starts two servers on 127.0.0.1 (or uses `--url` with `--server-pid`): the app (`app.py --offline` with a fresh,
 empty `--cache-dir`, so its start is a cold start) and the floor, a Gradio app whose `/search` has the same inputs,
 outputs and queue settings but a trivial handler (`benchmarks/floor_app.py`). For each server, in the same run and
-taking turns, it measures `--clients` concurrent clients x `--queries` searches (default 32 x 5), then
-`--sequential` back-to-back searches from one client (default 50).
+taking turns round by round (`--rounds`, default 3), it measures `--clients` concurrent clients x `--queries`
+searches (default 32 x 5 per round), then `--sequential` back-to-back searches from one client (default 50 per
+round).
 
 Every search sends a different sketch: the offline world's test sketches drawn on a 512 x 512 canvas (mirrored and
 shifted copies once the originals are used up), so no result cache can help. Clients speak raw HTTP to Gradio's API
@@ -148,20 +149,28 @@ def _process(args: tuple) -> list:
     return asyncio.run(clients_async(*args))
 
 
-def scenario(name: str, url: str, pid: int, sketches: list[Path], clients: int, processes: int, k: int,
-             pool) -> dict:
-    """`clients` clients sharing `sketches` evenly, spread over `processes` processes, started together."""
+def timed_round(url: str, pid: int, sketches: list[Path], clients: int, processes: int, k: int,
+                pool) -> tuple[list, float, float]:
+    """`clients` clients sharing `sketches` evenly, spread over `processes` processes and started together:
+    (latencies or error texts, wall seconds, server CPU seconds)."""
     per_client = len(sketches) // clients
     jobs = [[str(s) for s in sketches[c * per_client:(c + 1) * per_client]] for c in range(clients)]
     groups = [jobs[p::processes] for p in range(processes) if jobs[p::processes]]
     start_at = time.time() + 1.0  # every process connected and waiting before the first search
-    cpu0, t0 = cpu_seconds(pid), start_at
+    cpu0 = cpu_seconds(pid)
     results = [r for part in pool.map(_process, [(url, g, k, start_at) for g in groups]) for r in part]
-    wall, cpu = time.time() - t0, cpu_seconds(pid) - cpu0
+    return results, time.time() - start_at, cpu_seconds(pid) - cpu0
+
+
+def summarise(name: str, clients: int, rounds: list[tuple[list, float, float]]) -> dict:
+    """One row from a scenario's rounds: latencies pooled, throughput and CPU over the summed wall and CPU time."""
+    results = [r for part, _, _ in rounds for r in part]
+    wall, cpu = sum(w for _, w, _ in rounds), sum(c for _, _, c in rounds)
     latencies = [r for r in results if isinstance(r, float)]
     errors = [r for r in results if not isinstance(r, float)]
-    row = {"scenario": name, "clients": clients, "queries": len(results), "errors": len(errors),
-           "p50_s": None, "p95_s": None, "max_s": None, "throughput_qps": round(len(latencies) / wall, 2),
+    row = {"scenario": name, "clients": clients, "queries": len(results), "rounds": len(rounds),
+           "errors": len(errors), "p50_s": None, "p95_s": None, "max_s": None,
+           "throughput_qps": round(len(latencies) / wall, 2),
            "server_cpu_ms_per_search": round(1000 * cpu / max(len(results), 1), 1), "wall_s": round(wall, 2),
            "first_errors": errors[:3]}
     if latencies:
@@ -217,6 +226,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queries", type=int, default=5, help="searches per concurrent client (default: %(default)s)")
     parser.add_argument("--sequential", type=int, default=50,
                         help="back-to-back searches from one client, 0 to skip (default: %(default)s)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds per scenario, floor and app taking turns, so load drift hits both alike "
+                             "(default: %(default)s)")
     parser.add_argument("--processes", type=int, default=2, help="load-generator processes (default: %(default)s)")
     parser.add_argument("--top-k", type=int, default=10, help="photos per search (default: %(default)s)")
     parser.add_argument("--sketches", type=Path, default=SKETCHES, help="folder of test sketches (default: the "
@@ -234,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
     procs, servers, startup = [], {}, {}
     tmp = tempfile.TemporaryDirectory()
     try:
-        total = 2 + args.clients * args.queries + args.sequential  # per server, warm-up included
+        total = 2 + args.rounds * (args.clients * args.queries + args.sequential)  # per server, warm-up included
         sketches, originals = make_sketches(2 * total + 1, Path(tmp.name), args.sketches)
         if args.url:
             servers["app"] = (args.url, args.server_pid)
@@ -258,25 +270,24 @@ def main(argv: list[str] | None = None) -> None:
         with ctx.Pool(args.processes) as pool:
             for url, _ in servers.values():  # warm-up: first-request costs are not what visitors see
                 asyncio.run(clients_async(url, [[str(sketches.pop()), str(sketches.pop())]], args.top_k, 0))
-            loads = [(args.clients, args.clients * args.queries, args.processes)]
+            loads = [("", args.clients, args.clients * args.queries, args.processes)]
             if args.sequential:
-                loads.append((1, args.sequential, 1))
-            for clients, n, processes in loads:
-                for name in sorted(servers, key=lambda s: s != "floor"):  # the floor first, then the app
-                    url, pid = servers[name]
-                    batch = [sketches.pop() for _ in range(n)]
-                    label = name if clients > 1 else f"{name} sequential"
-                    rows.append(scenario(label, url, pid, batch, clients, processes, args.top_k, pool))
+                loads.append((" sequential", 1, args.sequential, 1))
+            order = sorted(servers, key=lambda s: s != "floor")  # the floor first, then the app, round by round
+            for suffix, clients, n, processes in loads:
+                rounds: dict[str, list] = {name: [] for name in order}
+                for _ in range(args.rounds):
+                    for name in order:
+                        url, pid = servers[name]
+                        batch = [sketches.pop() for _ in range(n)]
+                        rounds[name].append(timed_round(url, pid, batch, clients, processes, args.top_k, pool))
+                rows += [summarise(("search" if name == "app" else name) + suffix, clients, rounds[name])
+                         for name in order]
     finally:
         for proc in procs:
             proc.terminate()
             proc.wait(timeout=30)
         tmp.cleanup()
-    for row in rows:
-        if row["scenario"] == "app":
-            row["scenario"] = "search"
-        elif row["scenario"] == "app sequential":
-            row["scenario"] = "search sequential"
     targets = compare(rows) if "floor" in servers else []
     if startup:
         targets.append({"target": "cold start: launch to first answered search (s)",

@@ -221,6 +221,10 @@ def build_space(name: str, root: Path, model: SpLIP, baseline: SpLIP, split: Spl
     return SearchSpace(name, root, splip, base, split, categories, vectors)
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
+
+
 class UserGalleries:
     """Galleries uploaded by visitors, one per browser session, each with its own photo and cache folders.
 
@@ -245,7 +249,7 @@ class UserGalleries:
         return hashlib.sha256(f"splip-gallery\0{session}".encode()).hexdigest()[:24]
 
     def describe_limits(self) -> str:
-        return (f"it stays while you use it and is removed {self.ttl_s / 60:.0f} min after your last search, or "
+        return (f"it stays while you use it and is removed {_duration(self.ttl_s)} after your last search, or "
                 f"when you close this tab; the server keeps at most {self.capacity} visitors' galleries (the least "
                 "recently used goes first)")
 
@@ -283,7 +287,7 @@ class UserGalleries:
         with self._lock:
             entry = self._spaces.pop(key, None)
             if entry is not None:
-                self._forget(key, entry[1], f"it expired after {self.ttl_s / 60:.0f} min without a search")
+                self._forget(key, entry[1], f"it expired after {_duration(self.ttl_s)} without a search")
 
     def __len__(self) -> int:
         with self._lock:
@@ -293,7 +297,7 @@ class UserGalleries:
         for key, (_, folders, expiry) in list(self._spaces.items()):
             if expiry <= now:
                 del self._spaces[key]
-                self._forget(key, folders, f"it expired after {self.ttl_s / 60:.0f} min without a search")
+                self._forget(key, folders, f"it expired after {_duration(self.ttl_s)} without a search")
 
     def _forget(self, key: str, folders: list[Path], reason: str) -> None:
         for folder in folders:

@@ -116,3 +116,17 @@ def test_share_without_network_says_so_in_one_line_and_serves_locally(served, mo
         assert httpx.get(url).status_code == 200
     finally:
         app.close()
+
+
+def test_search_is_a_typed_api_endpoint_that_refuses_files_it_did_not_receive(client, served):
+    """/search comes from gr.api: typed parameters (mode is one of ZS/GZS/FG) and no hidden UI components; a
+    raw call naming a server file instead of an upload is refused by Gradio before the handler sees it."""
+    params = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/search"]["parameters"]
+    assert [p["parameter_name"] for p in params] == ["sketch", "mode", "k"]
+    assert params[1]["type"]["enum"] == ["ZS", "GZS", "FG"] and params[2]["parameter_default"] == 10
+    url = served[1]
+    call = httpx.post(f"{url}gradio_api/call/search", json={"data": [
+        {"background": None, "layers": [], "composite": {"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}},
+        "GZS", 4]})
+    events = httpx.get(f"{url}gradio_api/call/search/{call.json()['event_id']}").text
+    assert "event: error" in events and "root:" not in events

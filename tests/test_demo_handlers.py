@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+import time
 import zipfile
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import app as app_module
 from demo import handlers
 from demo.gallery import UploadError, UploadLimits, prepare_upload
 from demo.handlers import HINT, BadQuery, LatestOnly, canvas_image, search_view
-from demo.state import DemoState, find_examples, load_model
+from demo.state import DemoState, UserGalleries, choose_mode, find_examples, load_model
 from splip_core import SpLIP
 from splip_core.preprocess import crop_to_ink
 from splip_core.testing import tiny_model
@@ -348,3 +350,138 @@ def test_mode_comes_from_the_flag_or_splip_mode(monkeypatch):
         app_module.parse_args([])
     monkeypatch.delenv("SPLIP_MODE")
     assert app_module.parse_args([]).mode is None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# many visitors: per-session galleries, expiry, the lean search path, cold start
+def _photos(folder: Path, names: list[str], colour) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, name in enumerate(names):
+        path = folder / name
+        Image.new("RGB", (24, 24), tuple(min(255, c + 20 * i) for c in colour)).save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def visitors(state, monkeypatch):
+    """The shared state with a fresh, small gallery registry (capacity 2, 30 s to live)."""
+    monkeypatch.setattr(state, "user_spaces", UserGalleries(capacity=2, ttl_s=30))
+    return state
+
+
+def test_two_sessions_each_search_only_their_own_upload(visitors, tmp_path):
+    state = visitors
+    key_a, report = handlers.index_upload(state, _photos(tmp_path / "a", ["a1.png", "a2.png"], (200, 0, 0)),
+                                          session="session-a")
+    key_b, _ = handlers.index_upload(state, _photos(tmp_path / "b", ["b1.png", "b2.png", "b3.png"], (0, 0, 200)),
+                                     session="session-b")
+    assert key_a != key_b and "removed 30 s after your last search" in report
+    for key, names in ((key_a, {"a1.png", "a2.png"}), (key_b, {"b1.png", "b2.png", "b3.png"})):
+        view = search_view(state, drawing(), "GZS", 10, space_key=key)
+        assert {Path(p).name for p, _ in view.results} == names
+        assert {Path(p).name for p, _ in view.baseline} == names
+    assert state.gallery_cache(None, key_a) != state.gallery_cache(None, key_b)
+    assert state.gallery_cache(None, key_a).is_dir() and state.gallery_cache(None, key_b).is_dir()
+    app_view = search_view(state, drawing(), "GZS", 4)  # no key: the app's gallery, untouched by uploads
+    assert all(Path(p).parent.parent == state.space.root for p, _ in app_view.results)
+
+
+def test_uploading_the_same_photos_again_in_a_session_embeds_nothing(visitors, tmp_path, monkeypatch):
+    photos = _photos(tmp_path / "p", ["x.png", "y.png"], (10, 120, 10))
+    key, _ = handlers.index_upload(visitors, photos, session="s")
+    calls = []
+    real = SpLIP.encode_photo
+    monkeypatch.setattr(SpLIP, "encode_photo", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    again, _ = handlers.index_upload(visitors, photos, session="s")
+    assert again == key and calls == [] and len(visitors.user_spaces) == 1
+
+
+def test_an_expired_or_evicted_gallery_says_so_and_never_falls_back(visitors, tmp_path):
+    state = visitors
+    state.user_spaces.ttl_s = 0.2
+    before = set(state.upload_dir.iterdir())
+    key, _ = handlers.index_upload(state, _photos(tmp_path / "a", ["a1.png"], (200, 0, 0)), session="a")
+    folders = [state.gallery_cache(None, key), *(set(state.upload_dir.iterdir()) - before)]
+    assert len(folders) == 2 and all(f.is_dir() for f in folders)
+    time.sleep(0.3)
+    view = search_view(state, drawing(), "GZS", 4, space_key=key)
+    assert view.results == [] and view.baseline == []
+    assert "Your uploaded gallery is gone: it expired after" in view.message and "Upload it again" in view.message
+    assert not any(f.exists() for f in folders)  # photos and cached embeddings are deleted with it
+
+    state.user_spaces.ttl_s = 30  # capacity 2: a third visitor's upload removes the least recently used
+    keys = [handlers.index_upload(state, _photos(tmp_path / n, [f"{n}.png"], (9, 9, 9)), session=n)[0]
+            for n in ("p", "q")]
+    search_view(state, drawing(), "GZS", 4, space_key=keys[0])  # p searched last: q is the least recent
+    handlers.index_upload(state, _photos(tmp_path / "r", ["r.png"], (90, 9, 9)), session="r")
+    assert "removed to make room" in search_view(state, drawing(), "GZS", 4, space_key=keys[1]).message
+    assert [Path(p).name for p, _ in search_view(state, drawing(), "GZS", 4, space_key=keys[0]).results] == ["p.png"]
+
+    state.user_spaces.drop(keys[0])  # what the page's gr.State calls when the tab closes or its TTL passes
+    assert "expired" in search_view(state, drawing(), "GZS", 4, space_key=keys[0]).message
+    assert len(state.user_spaces) == 1
+
+
+def test_the_page_state_holding_the_gallery_has_its_ttl_and_delete_callback(state):
+    import gradio as gr
+
+    from demo import build_app
+
+    app = build_app(state)
+    held = [b for b in app.blocks.values() if isinstance(b, gr.State) and b.delete_callback == state.user_spaces.drop]
+    assert len(held) == 1 and held[0].time_to_live == state.user_spaces.ttl_s
+
+
+def test_one_search_preprocesses_once_and_encodes_each_column_once(state, monkeypatch):
+    calls = []
+    real_encode, real_pre = SpLIP.encode_image, SpLIP.preprocess
+    monkeypatch.setattr(SpLIP, "encode_image", lambda self, *a, **k: calls.append(
+        "splip" if self is state.model else "baseline") or real_encode(self, *a, **k))
+    monkeypatch.setattr(SpLIP, "preprocess", lambda self, im: calls.append("preprocess") or real_pre(self, im))
+    view = search_view(state, drawing(), "GZS", 4)
+    assert sorted(calls) == ["baseline", "preprocess", "splip"] and view.guess
+    calls.clear()
+    handlers.api_search(state, drawing(), "GZS", 4)  # the API answers with SpLIP rows only
+    assert sorted(calls) == ["preprocess", "splip"]
+
+
+def test_fast_mode_is_the_default_only_where_the_evaluation_shows_no_loss(world, tmp_path):
+    def modes(fast, faithful):
+        return {"modes": {"fast": {"mAP@all": fast}, "faithful": {"mAP@all": faithful}}}
+
+    assert choose_mode(modes(0.1716, 0.1717))[0] == "fast" and "17.16 (fast) vs 17.17" in choose_mode(
+        modes(0.1716, 0.1717))[1]
+    assert choose_mode(modes(0.15, 0.17)) == (None, "") and choose_mode(None) == (None, "")
+    copy = tmp_path / "world"
+    shutil.copytree(world, copy)
+    evaluation = json.loads((copy / "evaluation.json").read_text()) | modes(0.2, 0.2)
+    (copy / "evaluation.json").write_text(json.dumps(evaluation))
+    chosen = DemoState.create(cache_dir=tmp_path / "cache", mini_dir=copy)
+    assert chosen.model.config.inference_mode == "fast" and "no accuracy cost" in chosen.info_line(chosen.space)
+    forced = DemoState.create(cache_dir=tmp_path / "cache", mini_dir=copy, mode="faithful")
+    assert forced.model.config.inference_mode == "faithful" and forced.mode_note == ""
+
+
+def test_shipped_embeddings_make_a_cold_start_embed_nothing(world, tmp_path, monkeypatch, capsys):
+    from splip_core.cache import main as cache_main
+
+    copy = tmp_path / "world"
+    shutil.copytree(world, copy)
+    assert cache_main(["prebuild", "--model", str(copy), "--gallery", str(copy / "gallery" / "photo"),
+                       "--out", str(copy / "embeddings")]) == 0
+    assert "SpLIP faithful: 15 photos" in capsys.readouterr().out
+    reference = DemoState.create(cache_dir=tmp_path / "plain", mini_dir=world)
+    calls = []
+    real = SpLIP.encode_photo
+    monkeypatch.setattr(SpLIP, "encode_photo", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    cold = DemoState.create(cache_dir=tmp_path / "fresh", mini_dir=copy)
+    assert calls == [] and cold.seeds == [copy / "embeddings"]
+    np.testing.assert_allclose(cold.space.splip.vectors, reference.space.splip.vectors, atol=2e-3)
+    np.testing.assert_allclose(cold.space.baseline.vectors, reference.space.baseline.vectors, atol=2e-3)
+
+    edited = next((copy / "gallery" / "photo" / "cat").iterdir())
+    Image.new("RGB", (64, 64), "purple").save(edited)  # content no longer matches its shipped vector
+    DemoState.create(cache_dir=tmp_path / "fresh2", mini_dir=copy)
+    assert len(calls) == 2  # that one photo, for SpLIP and for the baseline
