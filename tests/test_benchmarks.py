@@ -61,3 +61,29 @@ def test_mode_eval_difference(tmp_path):
     result = mode_eval(paths)
     assert result["modes"] == ["fast", "faithful"]
     assert result["map_diff_points"] == pytest.approx(0.8)
+
+
+def test_load_test_sends_distinct_sketches_and_compares_with_the_floor(tmp_path):
+    """Every search gets its own sketch (variants once the originals run out); rows carry CPU and throughput, the
+    floor's row is "floor", and the app is held to 2x its CPU and 0.45x its throughput."""
+    from PIL import Image
+
+    from benchmarks.load_test import compare, make_sketches, summarise
+
+    source = tmp_path / "sketch" / "cat"
+    source.mkdir(parents=True)
+    for i in range(3):
+        image = Image.new("RGB", (40, 40), "white")
+        image.putpixel((5 + 10 * i, 20), (0, 0, 0))
+        image.save(source / f"{i}.png")
+    (tmp_path / "out").mkdir()
+    paths, originals = make_sketches(7, tmp_path / "out", tmp_path / "sketch")
+    assert originals == 3 and len({p.read_bytes() for p in paths}) == 7
+
+    rows = [summarise("floor", 32, [([0.5, 0.4], 1.0, 0.02)]), summarise("search", 32, [([0.9, "boom"], 2.0, 0.05)])]
+    assert rows[0]["throughput_qps"] == 2.0 and rows[0]["server_cpu_ms_per_search"] == 10.0
+    assert rows[1]["errors"] == 1 and rows[1]["server_cpu_ms_per_search"] == 25.0
+    targets = {t["target"]: t for t in compare(rows)}
+    assert targets["server CPU per search / floor (32 clients)"]["measured"] == 2.5
+    assert targets["throughput / floor (32 clients)"]["measured"] == 0.25 and not targets["errors"]["ok"]
+    assert rows[1]["vs_floor"] == {"server_cpu": 2.5, "throughput": 0.25}
