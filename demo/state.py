@@ -239,7 +239,7 @@ class UserGalleries:
 
     def __init__(self, capacity: int = 8, ttl_s: float = 1800.0):
         self.capacity, self.ttl_s = capacity, ttl_s
-        self._spaces: OrderedDict[str, tuple[SearchSpace, list[Path], float]] = OrderedDict()  # (, folders, expiry)
+        self._spaces: OrderedDict[str, tuple[SearchSpace, list[Path], float]] = OrderedDict()  # (, folders, last use)
         self._gone: OrderedDict[str, str] = OrderedDict()  # key -> why it is no longer here, for its visitor
         self._lock = threading.Lock()
 
@@ -259,7 +259,7 @@ class UserGalleries:
         with self._lock:
             self._expire(time.monotonic())
             old = self._spaces.pop(key, None)
-            self._spaces[key] = (space, folders, time.monotonic() + self.ttl_s)
+            self._spaces[key] = (space, folders, time.monotonic())
             self._gone.pop(key, None)
             while len(self._spaces) > self.capacity:
                 evicted, (_, evicted_folders, _) = self._spaces.popitem(last=False)
@@ -276,7 +276,7 @@ class UserGalleries:
             entry = self._spaces.get(key)
             if entry is None:
                 return None, self._gone.get(key, "it is no longer on the server (the app was restarted?)")
-            self._spaces[key] = (entry[0], entry[1], now + self.ttl_s)
+            self._spaces[key] = (entry[0], entry[1], now)
             self._spaces.move_to_end(key)
             return entry[0], ""
 
@@ -294,8 +294,8 @@ class UserGalleries:
             return len(self._spaces)
 
     def _expire(self, now: float) -> None:
-        for key, (_, folders, expiry) in list(self._spaces.items()):
-            if expiry <= now:
+        for key, (_, folders, used) in list(self._spaces.items()):
+            if used + self.ttl_s <= now:
                 del self._spaces[key]
                 self._forget(key, folders, f"it expired after {_duration(self.ttl_s)} without a search")
 

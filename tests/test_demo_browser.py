@@ -30,13 +30,18 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory):
+def served(tmp_path_factory):
     world = build_world(tmp_path_factory.mktemp("world") / "mini")
     state = DemoState.create(cache_dir=tmp_path_factory.mktemp("cache"), top_k=K, mini_dir=world)
     app = build_app(state)
     local_url, _ = serve(app, state, "127.0.0.1", free_port(), block=False)
-    yield local_url
+    yield state, local_url
     app.close()
+
+
+@pytest.fixture(scope="module")
+def url(served):
+    return served[1]
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +108,27 @@ def test_drawing_searches_and_the_page_responds(page):
     wait_for_captions(page, "results", n_unseen)
     page.wait_for_function("document.querySelector('#message').innerText.includes('precision@')")
     assert "(unseen)" in page.locator("#message").inner_text()
+
+
+def test_an_uploaded_gallery_is_searched_then_its_expiry_is_shown(page, served, tmp_path):
+    """Upload two photos in this tab, search them, expire them (as the TTL would): the page says so, no results."""
+    from PIL import Image
+
+    state = served[0]
+    for name, colour in (("mine_a.png", (200, 30, 30)), ("mine_b.png", (30, 30, 200))):
+        Image.new("RGB", (32, 32), colour).save(tmp_path / name)
+    page.get_by_role("tab", name="Your gallery").click()
+    page.locator("#upload-files input[type=file]").set_input_files([str(tmp_path / "mine_a.png"),
+                                                                   str(tmp_path / "mine_b.png")])
+    page.get_by_role("button", name="Index these photos").click()
+    page.wait_for_function("document.body.innerText.includes('Searches in this browser tab now use it')")
+    assert "after your last search" in page.locator("body").inner_text()
+    page.get_by_role("tab", name="Search").click()
+    stroke(page, [(-0.1, -0.1), (0.1, 0.1)])
+    mine = wait_for_captions(page, "results", 2)
+    assert sorted(c.split(" · ")[0] for c in mine) == ["mine_a.png", "mine_b.png"]
+
+    state.user_spaces.ttl_s = 0  # the next look-up finds it expired
+    page.locator("#search-button").click()
+    page.wait_for_function("document.querySelector('#message').innerText.includes('Your uploaded gallery is gone')")
+    assert captions(page, "results") == []
