@@ -269,25 +269,28 @@ class UserGalleries:
             shutil.rmtree(folder, ignore_errors=True)
 
     def lookup(self, key: str) -> tuple[SearchSpace | None, str]:
-        """(the gallery, "") while it is held, refreshing its time to live; else (None, why it is gone)."""
+        """(the gallery, "") while it is held, refreshing its time to live; (None, why it is gone) after it expired
+        or was evicted; (None, "") for a visitor who has none."""
         now = time.monotonic()
         with self._lock:
             self._expire(now)
             entry = self._spaces.get(key)
             if entry is None:
-                return None, self._gone.get(key, "it is no longer on the server (the app was restarted?)")
+                return None, self._gone.get(key, "")
             self._spaces[key] = (entry[0], entry[1], now)
             self._spaces.move_to_end(key)
             return entry[0], ""
 
-    def drop(self, key: str | None) -> None:
-        """Remove a visitor's gallery and its files (the `gr.State` delete callback: tab closed or expired)."""
+    def drop(self, key: str | None, reason: str | None = None) -> None:
+        """Remove a visitor's gallery and its files; by default as expired (the `gr.State` delete callback: tab
+        closed or time to live passed); `reason=""` when the visitor chose to leave it (nothing to tell them)."""
         if not key:
             return
         with self._lock:
             entry = self._spaces.pop(key, None)
             if entry is not None:
-                self._forget(key, entry[1], f"it expired after {_duration(self.ttl_s)} without a search")
+                self._forget(key, entry[1], f"it expired after {_duration(self.ttl_s)} without a search"
+                             if reason is None else reason)
 
     def __len__(self) -> int:
         with self._lock:
@@ -302,6 +305,9 @@ class UserGalleries:
     def _forget(self, key: str, folders: list[Path], reason: str) -> None:
         for folder in folders:
             shutil.rmtree(folder, ignore_errors=True)
+        if not reason:
+            self._gone.pop(key, None)
+            return
         self._gone[key] = reason
         while len(self._gone) > 10_000:
             self._gone.popitem(last=False)
@@ -474,6 +480,8 @@ class DemoState:
         if not key:
             return self.space, ""
         space, why = self.user_spaces.lookup(key)
+        if space is None and not why:
+            return self.space, ""
         if space is None:
             return None, (f"Your uploaded gallery is gone: {why}. Upload it again in *Your gallery*, or press "
                           "*Back to the app's gallery* there.")

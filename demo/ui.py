@@ -105,13 +105,14 @@ def build_app(state: DemoState) -> gr.Blocks:
         def run(values, request: gr.Request, from_canvas: bool):
             session = request.session_hash or ""
             ticket = latest.start(session)
-            view = handlers.search_view(state, *values)
+            key = galleries.key_for(session)  # by session, not the State: a State Gradio evicted cannot hide it
+            view = handlers.search_view(state, *values[:-1], key)
             if not latest.is_latest(session, ticket):  # a newer search of this visitor has started: drop this one
                 return [gr.skip()] * len(search_outputs)
             forget = None if view.blank and from_canvas else gr.skip()  # a cleared canvas starts a new query
-            key = values[-1] if values[-1] else gr.skip()  # set again: the State's time to live restarts
+            held = values[-1] or gr.skip()  # set again: the State's time to live restarts
             return (view.results, view.baseline, view.guess, view.message, view.history, view.summary, forget, forget,
-                    key)
+                    held)
 
         def on_search(sketch_value, mode_value, k, category_value, instance_value, history_value, key,
                       request: gr.Request):
@@ -158,13 +159,13 @@ def build_app(state: DemoState) -> gr.Blocks:
         index_button.click(index, files, gallery_outputs, concurrency_id="index", concurrency_limit=1,
                            api_visibility="private")
 
-        def reset(key):
-            galleries.drop(key)
+        def reset(request: gr.Request):
+            galleries.drop(galleries.key_for(request.session_hash or ""), reason="")  # chosen: nothing to report
             choices = state.space.categories if state.space else []
             return None, "Back to the app's gallery.", state.info_line(state.space), gr.Dropdown(
                 choices=choices, value=None), None
 
-        reset_button.click(reset, space_key, gallery_outputs, api_visibility="private")
+        reset_button.click(reset, None, gallery_outputs, api_visibility="private")
         if chart is not None:
             figure = functools.cache(lambda: handlers.ap_figure(state.evaluation))
             app.load(figure, None, chart, api_visibility="private")

@@ -422,6 +422,10 @@ def test_an_expired_or_evicted_gallery_says_so_and_never_falls_back(visitors, tm
     state.user_spaces.drop(keys[0])  # what the page's gr.State calls when the tab closes or its TTL passes
     assert "expired" in search_view(state, drawing(), "GZS", 4, space_key=keys[0]).message
     assert len(state.user_spaces) == 1
+    state.user_spaces.drop(state.user_spaces.key_for("r"), reason="")  # "Back to the app's gallery": no warning
+    for key in (state.user_spaces.key_for("r"), state.user_spaces.key_for("never uploaded")):
+        view = search_view(state, drawing(), "GZS", 4, space_key=key)
+        assert "gone" not in view.message and all(Path(p).parent.parent == state.space.root for p, _ in view.results)
 
 
 def test_the_page_state_holding_the_gallery_has_its_ttl_and_delete_callback(state):
