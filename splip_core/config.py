@@ -88,6 +88,10 @@ class SpLIPConfig:
     in the batch is a positive. Not in the paper."""
     contrastive_weight: float = 1.0
     contrastive_temperature: float = 0.07
+    photo_anchor_weight: float = 0.0
+    """Weight of 1 - cos(SpLIP photo feature, frozen CLIP photo feature), averaged over the batch's photos; 0 = off.
+    Not in the paper: it keeps the photo side in the frozen space that knows every concept, so the sketch prompts
+    learn to map drawings into it instead of re-partitioning the space around the seen concepts."""
     class_loss_on: str = "both"  # [U] "both" | "sketch" | "photo"
     temperature: float | None = None  # [U] tau of L_class; None = the backbone's learned 1/logit_scale (CLIP: 0.01)
     jigsaw_grid: int = 3  # [U]

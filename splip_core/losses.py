@@ -146,6 +146,8 @@ class SpLIPLoss(nn.Module):
             if c.use_jigsaw else None
         margin_text = model.frozen_baseline().encode_text(self.classes, "photo") if c.adaptive_margin else None
         self.register_buffer("margin_text", margin_text, persistent=False)
+        # a plain list, not a submodule: the frozen CLIP is neither trained nor saved with the solver
+        self._frozen = [model.frozen_baseline().eval()] if c.photo_anchor_weight > 0 else []
 
     def class_subsets(self, model: SpLIP, labels: torch.Tensor,
                       generator: torch.Generator | None) -> torch.Tensor | None:
@@ -191,7 +193,7 @@ class SpLIPLoss(nn.Module):
         f_p, t_p = model(batch["positive"], "photo", with_class_text=True, class_subset=subset)
         f_n = model(batch["negative"], "photo", class_subset=neg_subset)
         zero = f_s.sum() * 0
-        terms = {"triplet": zero, "contrastive": zero, "class": zero, "jigsaw": zero}
+        terms = {"triplet": zero, "contrastive": zero, "class": zero, "jigsaw": zero, "anchor": zero}
         negatives, negative_labels = f_n, neg_labels
         if c.triplet_mining == "batch_hard":
             pick = hardest_negatives(f_s, torch.cat([f_p, f_n]), anchor_keys, photo_keys)
@@ -208,6 +210,11 @@ class SpLIPLoss(nn.Module):
             if want_photo_text:
                 parts.append(class_loss(f_p, t_p, targets, self.temperature))
             terms["class"] = torch.stack(parts).mean()
+        if self._frozen:
+            photos = torch.cat([batch["positive"], batch["negative"]])
+            with torch.no_grad():
+                target = self._frozen[0].to(photos.device)(photos, "photo")
+            terms["anchor"] = (1 - (torch.cat([f_p, f_n]) * target).sum(-1)).mean()
         jigsaw_logits = None
         if self.solver is not None:
             y = torch.randint(len(self.permutations), labels.shape, generator=generator).to(labels.device)
@@ -219,7 +226,7 @@ class SpLIPLoss(nn.Module):
             ce_neg = F.cross_entropy(self.solver(f_n, f_shuf), y, reduction="none")
             terms["jigsaw"] = ce_sketch + F.relu(ce_pos - ce_neg).mean()
         terms["total"] = (terms["triplet"] + c.contrastive_weight * terms["contrastive"] + c.alpha * terms["class"]
-                          + c.beta * terms["jigsaw"])
+                          + c.beta * terms["jigsaw"] + c.photo_anchor_weight * terms["anchor"])
         if stats is not None:
             with torch.no_grad():
                 pos_cos, neg_cos = (f_s * f_p).sum(-1), (f_s * negatives).sum(-1)

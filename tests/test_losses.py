@@ -240,3 +240,20 @@ def test_class_loss_over_a_subset_targets_the_own_class():
     assert loss_fn.class_subsets(model.eval(), batch["label"], None) is None  # inference: every seen class
     batch_model = tiny_model(text_class_sample=3, train_text_conditioning="batch").train()
     assert SpLIPLoss(batch_model, TINY_CLASSES).class_subsets(batch_model, batch["label"], None) is None
+
+
+def test_photo_anchor_is_one_minus_the_cosine_to_the_frozen_clip_and_trains_nothing_frozen():
+    model = tiny_model(photo_anchor_weight=2.0, use_jigsaw=False).train()
+    loss_fn = SpLIPLoss(model, TINY_CLASSES)
+    batch = _batch()
+    terms = loss_fn(model, batch, torch.Generator().manual_seed(0))
+    photos = torch.cat([batch["positive"], batch["negative"]])
+    with torch.no_grad():
+        mine, frozen = model(photos, "photo"), model.frozen_baseline()(photos, "photo")
+    assert terms["anchor"].item() == pytest.approx((1 - (mine * frozen).sum(-1)).mean().item(), rel=1e-4)
+    assert 0 < terms["anchor"].item() < 2
+    expected = terms["triplet"] + model.config.alpha * terms["class"] + 2.0 * terms["anchor"]
+    assert terms["total"].item() == pytest.approx(expected.item(), rel=1e-6)
+    assert not list(loss_fn.parameters()) and set(loss_fn.state_dict()) == {"permutations"}  # frozen copy: not kept
+    plain = tiny_model(use_jigsaw=False).train()
+    assert SpLIPLoss(plain, TINY_CLASSES)(plain, batch)["anchor"].item() == 0
