@@ -36,14 +36,15 @@ from . import pretrain as pretrain_mod
 from .sources import Artwork, IconMap, fetch_packages, load_icon_map, package_license
 from .world import WorldConfig, build_world
 
-ABLATIONS = {
+ABLATIONS = {  # each a change of the build's preset ("mini"), or another preset with the same step budget
     "w/o B_vt": {"use_shared_prompts": False},
     "w/o B_v": {"use_template_prompts": False},
     "w/o B_t": {"use_text_prompts": False},
-    "w/o LN tuning": {"tune_layernorm": False},
     "fixed margin": {"adaptive_margin": False},
-    "w/o jigsaw": {"use_jigsaw": False},
-    "w/o L_class": {"use_class_loss": False},
+    "+ LN tuning": {"tune_layernorm": True},
+    "+ jigsaw (beta 0.1)": {"use_jigsaw": True, "beta": 0.1},
+    "+ L_class (alpha 0.1)": {"use_class_loss": True, "alpha": 0.1},
+    "+ contrastive": {"use_contrastive": True},
     "paper preset": "paper",
 }
 BUDGET = ("epochs", "max_steps", "batch_size", "eval_every", "patience")  # every run gets the build preset's budget
@@ -237,7 +238,8 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
     _timed(report, "pretrain", started)
 
     started = time.perf_counter()
-    model, history = train_prompts(named, world_root, work / "runs" / f"full-{b_stamp}", cfg, cfg.preset)
+    r_stamp = _digest(b_stamp, prompt_recipe(cfg.preset), cfg.train_overrides)  # a changed recipe trains anew
+    model, history = train_prompts(named, world_root, work / "runs" / f"full-{r_stamp}", cfg, cfg.preset)
     report["training"] = history
     val = load_dataset("folder", world_root / "val", split=[c.replace(" ", "_") for c in split["val"]])
     result = evaluate(model, val, "zs")  # the validation concepts: what the recipe was chosen on
@@ -273,7 +275,7 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
 
     started = time.perf_counter()
     report["ablations"] = {}
-    runs = {name: work / "runs" / f"{name}-{b_stamp}".replace(" ", "_").replace("/", "") for name in cfg.ablations}
+    runs = {name: work / "runs" / f"{name}-{r_stamp}".replace(" ", "_").replace("/", "") for name in cfg.ablations}
     histories: dict[str, list[dict]] = {}
     if runs:
         with ProcessPoolExecutor(max(1, jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
