@@ -176,7 +176,7 @@ def test_fg_each_paired_sketch_has_exactly_one_photo_in_its_concept(built):
 
 def test_sketches_are_cropped_ink_on_white_and_photos_are_coloured(built):
     sketch = next((built / "test" / "sketch").glob("*/*-1.png"))
-    ink = torch.from_numpy(np.asarray(Image.open(sketch))) < 128
+    ink = torch.from_numpy(np.array(Image.open(sketch))) < 128
     rows, cols = ink.any(1).nonzero(), ink.any(0).nonzero()
     margin = min(rows.min(), cols.min(), CFG.size - 1 - rows.max(), CFG.size - 1 - cols.max())
     assert 0 < margin <= 0.15 * CFG.size  # cropped to the ink with the demo's margin
