@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -215,3 +216,19 @@ def test_pretrain_and_gates_end_to_end(built, tmp_path):
     for key in ("unseen_photo_text_top1", "unseen_sketch_photo_map_all", "unseen_colour_art_photo_map_all"):
         assert 0.0 <= report[key] <= 1.0
     assert report["colour_art_queries"] > 0 and report["fg_queries"] > 0
+
+
+def test_edge_pairs_are_instance_pairs_of_training_art_only(fixture, tmp_path):
+    imap, art = fixture
+    root = tmp_path / "edge"
+    world.build_world(imap, art, root, replace(CFG, edge_pairs=2))
+    split = json.loads((root / "split.json").read_text())
+    items = _manifest(root)
+    edges = [i for i in items if Path(i["path"]).name.startswith("edge_")]
+    assert edges and {i["split"] for i in edges} == {"train"} and {i["concept"] for i in edges} <= set(split["seen"])
+    gallery_art = {(i["set"], i["icon"]) for i in items if i["split"] == "test" and i["domain"] == "photo"}
+    assert not {(i["set"], i["icon"]) for i in edges} & gallery_art
+    for sketch in (root / "train" / "sketch").glob("*/edge_*-1.png"):
+        stem = sketch.stem.rsplit("-", 1)[0]
+        assert (sketch.parent.parent.parent / "photo" / sketch.parent.name / f"{stem}.jpg").is_file()
+        assert np.array(Image.open(sketch)).min() < 128  # it has ink

@@ -202,6 +202,15 @@ def visitor_sketch(data: bytes, size: int, gen: torch.Generator, svg: bool = Tru
     return crop_to_ink(page).resize((size, size), Image.LANCZOS).convert("L")
 
 
+def edge_sketch(art: torch.Tensor, gen: torch.Generator, size: int) -> Image.Image:
+    """An edge-map sketch of one premultiplied RGBA artwork, cropped to its ink like the demo, as an "L" image."""
+    from ..preprocess import crop_to_ink
+
+    rgb = sketchify(art, gen, 2 * size)[0]
+    page = Image.fromarray((rgb.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+    return crop_to_ink(page).resize((size, size), Image.LANCZOS).convert("L")
+
+
 def ink_to_rgb(ink: torch.Tensor) -> torch.Tensor:
     """Black ink on a white page, 3 channels."""
     return (1 - ink).expand(-1, 3, -1, -1)

@@ -5,6 +5,7 @@ Layout under ROOT (every image file is listed with its provenance in ROOT/manife
     split.json                              seed, seen/val/unseen concepts, train/test drawers, sources, fg rule
     train/sketch/<concept>/<set>_<icon>-<k>.png   seen concepts, train drawers (prompt training)
     train/photo/<concept>/<set>_<icon>_<v>.jpg    seen concepts, the concept's pretraining colour sets
+    train/sketch|photo/<concept>/edge_<set>_<icon>  optional instance pairs: edge maps of that colour art, its photo
     val/sketch|photo/<concept>/...                validation concepts: the same, withheld from prompt training
     test/sketch/<concept>/<set>_<icon>-<k>.png    seen and unseen concepts, test drawers only
     test/photo/<concept>/<set>_<icon>_<v>.jpg     seen and unseen concepts, the concept's gallery colour sets
@@ -62,6 +63,7 @@ class WorldConfig:
     test_sketch_views: int = 6
     train_photo_views: int = 2
     gallery_photo_views: int = 2
+    edge_pairs: int = 0  # edge-map sketches per training colour artwork, each paired with that artwork's photo
     jpeg_quality: int = 85
 
 
@@ -130,6 +132,10 @@ def plan(icon_map: IconMap, split: cpt.Split, cfg: WorldConfig) -> list[Item]:
                         where = "train" if concept in split.seen else "val"
                         for v in range(cfg.train_photo_views):
                             add(where, "photo", concept, set_key, icon, v, f"{stem}_{v}")
+                    if concept in split.seen and cfg.edge_pairs:  # instance pairs: an edge map and its own art
+                        add("train", "photo", concept, set_key, icon, 0, f"edge_{stem}")
+                        for k in range(cfg.edge_pairs):
+                            add("train", "sketch", concept, set_key, icon, k, f"edge_{stem}-{k}")
                 elif role[set_key] == "photo":
                     if concept in split.val:
                         continue
@@ -165,11 +171,14 @@ def render_item(item: Item, art: Artwork, cfg: WorldConfig) -> Image.Image:
     data, svg = art.data(item.set, item.icon), art.is_svg(item.set)
     if item.domain == "art":
         return Image.fromarray(render.rasterize(data, cfg.art_size, svg=svg), "RGBA")
+    if item.domain == "sketch" and Path(item.path).name.startswith("edge_"):
+        rgba = render.to_tensor(render.rasterize(data, cfg.size, svg=svg))[None]
+        return render.edge_sketch(rgba, gen, cfg.size)
     if item.domain == "sketch":
         return render.visitor_sketch(data, cfg.size, gen, svg=svg, clean=item.view == 0)
     rgba = render.to_tensor(render.rasterize(data, cfg.size, svg=svg))[None]
-    # the FG photo keeps the drawing's orientation; distractors may be mirrored
-    flip = 0.0 if Path(item.path).name.startswith("fg_") else 0.5
+    # an FG or edge-pair photo keeps the drawing's orientation; distractors may be mirrored
+    flip = 0.0 if Path(item.path).name.startswith(("fg_", "edge_")) else 0.5
     rgb = render.photos(rgba, gen, cfg.size, flip=flip)[0]
     return Image.fromarray((rgb.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
 
