@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_mini_world import CFG, make_fixture
 
@@ -58,6 +59,9 @@ def test_shipped_weights_reproduce_their_recorded_zs_subset_map():
 
 def test_shipped_world_is_small_and_its_files_are_safetensors_json_and_images():
     files = [p for p in SHIPPED.rglob("*") if p.is_file()]
-    assert {p.suffix for p in files} <= {".safetensors", ".json", ".md", ".png", ".jpg"}
+    assert {p.suffix for p in files} <= {".safetensors", ".json", ".md", ".png", ".jpg", ".npy"}
+    seeds = [p for p in files if p.suffix == ".npy"]
+    assert {p.parent.parent.name for p in seeds} == {"embeddings"}  # only the gallery's embedding seeds
+    assert all(np.load(p, allow_pickle=False).dtype == np.float16 for p in seeds)  # plain arrays, no pickles
     assert sum(p.stat().st_size for p in files if p.suffix == ".safetensors") <= 40e6
     assert sum(p.stat().st_size for p in (SHIPPED / "gallery").rglob("*") if p.is_file()) <= 15e6
