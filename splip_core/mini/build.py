@@ -225,7 +225,8 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
 
     started = time.perf_counter()
     named = work / BACKBONE_NAME  # the folder name becomes the backbone's name in the shipped config
-    b_stamp = _digest(stamp, cfg.pretrain_steps, cfg.pretrain_batch_size, cfg.edge_maps, cfg.seed)
+    pool = [i for i in json.loads((world_root / "manifest.json").read_text()) if i["split"] == "pretrain"]
+    b_stamp = _digest(pool, cfg.pretrain_steps, cfg.pretrain_batch_size, cfg.edge_maps, cfg.seed)  # what it reads
     if backbone is not None:
         if Path(backbone).resolve() != named.resolve():
             shutil.copytree(backbone, named, dirs_exist_ok=True)
@@ -238,7 +239,7 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
     _timed(report, "pretrain", started)
 
     started = time.perf_counter()
-    r_stamp = _digest(b_stamp, prompt_recipe(cfg.preset), cfg.train_overrides)  # a changed recipe trains anew
+    r_stamp = _digest(stamp, b_stamp, prompt_recipe(cfg.preset), cfg.train_overrides)  # changed data or recipe: anew
     model, history = train_prompts(named, world_root, work / "runs" / f"full-{r_stamp}", cfg, cfg.preset)
     report["training"] = history
     val = load_dataset("folder", world_root / "val", split=[c.replace(" ", "_") for c in split["val"]])

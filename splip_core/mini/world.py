@@ -63,7 +63,7 @@ class WorldConfig:
     test_sketch_views: int = 6
     train_photo_views: int = 2
     gallery_photo_views: int = 2
-    edge_pairs: int = 0  # edge-map sketches per training colour artwork, each paired with that artwork's photo
+    edge_pairs: int = 3  # edge-map sketches per training colour artwork, each paired with that artwork's photo
     jpeg_quality: int = 85
 
 
