@@ -30,7 +30,7 @@ if str(REPO) not in sys.path:  # `python benchmarks/doodle.py` from a checkout, 
 
 from splip_core import SpLIP  # noqa: E402
 from splip_core.gallery import Gallery  # noqa: E402
-from splip_core.preprocess import crop_to_ink, is_blank, load_image  # noqa: E402
+from splip_core.preprocess import drawn_sketch, load_image  # noqa: E402
 
 DOODLES = Path(__file__).with_name("doodles.json")
 KS = (1, 5)
@@ -58,8 +58,7 @@ def render(strokes: Sequence[Sequence[Sequence[int]]], canvas: int = 512, brush:
 
 def canvas_to_sketch(image: Image.Image) -> Image.Image | None:
     """What the demo searches for a canvas: flattened on white, cropped to the ink; None for a blank canvas."""
-    flat = load_image(image)
-    return None if is_blank(flat) else crop_to_ink(flat)
+    return drawn_sketch(load_image(image))
 
 
 def concept_folder(concept: str) -> str:

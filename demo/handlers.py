@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageOps
 
-from splip_core import InvalidImageError, is_blank, load_image
+from splip_core import InvalidImageError, load_image
 from splip_core.gallery import EmptyGalleryError, Hit
-from splip_core.preprocess import crop_to_ink
+from splip_core.preprocess import drawn_sketch
 
 from .gallery import UploadError, prepare_upload
 from .state import MODES, DemoState, Example, Progress, SearchSpace, build_space, display_name, name_key
@@ -62,7 +62,7 @@ def canvas_image(value) -> Image.Image | None:
     else:
         image = value
     image = load_image(image)
-    return None if is_blank(image) else crop_to_ink(image)
+    return drawn_sketch(image)
 
 
 def example_canvas(example: Example, size: int = CANVAS_SIZE) -> dict:

@@ -24,7 +24,7 @@ from demo.gallery import UploadError, UploadLimits, prepare_upload
 from demo.handlers import HINT, BadQuery, LatestOnly, canvas_image, search_view
 from demo.state import DemoState, UserGalleries, choose_mode, find_examples, load_model
 from splip_core import SpLIP
-from splip_core.preprocess import crop_to_ink
+from splip_core.preprocess import crop_to_ink, drawn_sketch, is_blank
 from splip_core.testing import tiny_model
 
 SEEN = ["cat", "dog", "apple"]
@@ -105,6 +105,24 @@ def test_crop_to_ink_centres_a_small_doodle():
     ys, xs = np.nonzero(np.asarray(out.convert("L")) < 128)
     assert out.size[0] == out.size[1] < 60
     assert abs((ys.min() + ys.max()) / 2 - out.height / 2) <= 1 and abs((xs.min() + xs.max()) / 2 - out.width / 2) <= 1
+
+
+def test_drawn_sketch_is_the_blank_check_then_the_crop_from_one_mask():
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        canvas = Image.new("RGB", (300, 200), "white")
+        x, y = int(rng.integers(0, 250)), int(rng.integers(0, 150))
+        ImageDraw.Draw(canvas).line([x, y, x + int(rng.integers(1, 50)), y + int(rng.integers(0, 50))], fill="black",
+                                    width=int(rng.integers(1, 8)))
+        expected = None if is_blank(canvas) else crop_to_ink(canvas)
+        got = drawn_sketch(canvas)
+        assert (got is None) == (expected is None)
+        if got is not None:
+            assert got.size == expected.size and np.array_equal(np.asarray(got), np.asarray(expected))
+    assert drawn_sketch(Image.new("RGB", (64, 64), "white")) is None
+    speck = Image.new("RGB", (512, 512), "white")
+    speck.putpixel((3, 3), (0, 0, 0))  # one pixel of ink is still a blank canvas
+    assert drawn_sketch(speck) is None and crop_to_ink(speck).size == (2, 2)
 
 
 # ----------------------------------------------------------------------------------------------------------------
