@@ -33,6 +33,7 @@ from ..model import SpLIP
 from ..runtime import use_all_cores
 from ..train import TrainOptions, train
 from . import pretrain as pretrain_mod
+from .concepts import folder
 from .sources import Artwork, IconMap, fetch_packages, load_icon_map, package_license
 from .world import WorldConfig, build_world
 
@@ -82,9 +83,8 @@ def _gallery(world_root: Path, out: Path, split: dict) -> Path:
         shutil.rmtree(gallery)
     for domain in ("photo", "sketch"):
         shutil.copytree(world_root / "test" / domain, gallery / domain)
-    folder = {name: name.replace(" ", "_") for name in split["seen"] + split["unseen"]}
     (gallery / "split.json").write_text(json.dumps({
-        "seen": [folder[c] for c in split["seen"]], "unseen": [folder[c] for c in split["unseen"]],
+        "seen": [folder(c) for c in split["seen"]], "unseen": [folder(c) for c in split["unseen"]],
         "test_families": split["test_families"], "fg": split["fg"]}, indent=1, ensure_ascii=False))
     return gallery
 
@@ -242,7 +242,7 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
     r_stamp = _digest(stamp, b_stamp, prompt_recipe(cfg.preset), cfg.train_overrides)  # changed data or recipe: anew
     model, history = train_prompts(named, world_root, work / "runs" / f"full-{r_stamp}", cfg, cfg.preset)
     report["training"] = history
-    val = load_dataset("folder", world_root / "val", split=[c.replace(" ", "_") for c in split["val"]])
+    val = load_dataset("folder", world_root / "val", split=[folder(c) for c in split["val"]])
     result = evaluate(model, val, "zs")  # the validation concepts: what the recipe was chosen on
     report["validation"] = {k: result[k] for k in ("baseline", "splip", "chance", "difference", "num_queries",
                                                     "num_concepts", "num_gallery")}
@@ -255,7 +255,7 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
     test = load_dataset("folder", gallery)
     started = time.perf_counter()
     report["settings"] = {}
-    seen_view = load_dataset("folder", gallery, split=[c.replace(" ", "_") for c in split["seen"]])
+    seen_view = load_dataset("folder", gallery, split=[folder(c) for c in split["seen"]])
     for setting, data, name in (("zs", test, "zs"), ("zs", seen_view, "seen"), ("gzs", test, "gzs"),
                                 ("fg", test, "fg")):
         result = evaluate(model, data, setting)

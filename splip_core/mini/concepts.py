@@ -52,8 +52,7 @@ def eligible(icon_map: IconMap, min_sketch_families: int = 4, min_photo_sets: in
 def split_concepts(names: list[str], seed: int, unseen_fraction: float, val_fraction: float,
                    can_test: set[str] | None = None) -> tuple[list[str], list[str], list[str]]:
     """(seen, val, unseen), each sorted: per stratum (everyday / other) a seeded shuffle puts
-    round(unseen_fraction * n) in unseen (only concepts in `can_test`, which a test family draws) and
-    round(val_fraction * n) in val."""
+    round(unseen_fraction * n) in unseen (only concepts in `can_test`) and round(val_fraction * n) in val."""
     rng = random.Random(seed)
     can_test = set(names) if can_test is None else can_test
     seen, val, unseen = [], [], []
@@ -79,6 +78,7 @@ def make_split(icon_map: IconMap, seed: int, test_families: tuple[str, ...], uns
     if missing:
         raise ValueError(f"test families {missing} are not sketch families of the icon map ({families})")
     names = eligible(icon_map, min_sketch_families, min_photo_sets)
+    # unseen candidates: drawn by a test family (they need test sketches) and by a train family
     can_test = {n for n in names if icon_map.families(n) & set(test_families)
                 and icon_map.families(n) - set(test_families)}
     seen, val, unseen = split_concepts(names, seed, unseen_fraction, val_fraction, can_test)

@@ -33,7 +33,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..preprocess import flatten_alpha
 from . import render
+from .concepts import folder
 
 MODEL_CFG = {
     "embed_dim": 128,
@@ -65,7 +67,7 @@ class Pool:
         root = Path(root)
         split = json.loads((root / "split.json").read_text())
         self.names: list[str] = split["seen"] + split.get("val", []) + split["unseen"]
-        by_folder = {n.replace(" ", "_"): n for n in self.names}
+        by_folder = {folder(n): n for n in self.names}
         arts, self.labels, self.styles, self.words = [], [], [], []
         for entry in json.loads((root / "manifest.json").read_text()):
             if entry["split"] != "pretrain":
@@ -187,8 +189,8 @@ def save(model, out: Path) -> None:
 
 def _load_split(root: Path, split: str, domain: str, folders: dict[str, int]):
     paths, labels = [], []
-    for folder, label in folders.items():
-        for p in sorted((root / split / domain / folder).glob("*")):
+    for name, label in folders.items():
+        for p in sorted((root / split / domain / name).glob("*")):
             paths.append(p)
             labels.append(label)
     return paths, torch.tensor(labels)
@@ -212,13 +214,6 @@ def mean_average_precision(sims: torch.Tensor, q_labels: torch.Tensor, g_labels:
     return ap.mean().item()
 
 
-def _on_white(path: Path) -> Image.Image:
-    rgba = Image.open(path).convert("RGBA")
-    page = Image.new("RGBA", rgba.size, "white")
-    page.alpha_composite(rgba)
-    return page.convert("RGB")
-
-
 @torch.no_grad()
 def gate(model_dir: Path, data: Path) -> dict:
     """Gate (a) and companion numbers of a saved backbone on the world's test set (frozen model, no prompts)."""
@@ -229,7 +224,7 @@ def gate(model_dir: Path, data: Path) -> dict:
     model.eval()
     tokenizer = open_clip.get_tokenizer(f"local-dir:{model_dir}")
     split = json.loads((data / "split.json").read_text())
-    unseen = {c.replace(" ", "_"): i for i, c in enumerate(split["unseen"])}
+    unseen = {folder(c): i for i, c in enumerate(split["unseen"])}
     s_paths, s_lab = _load_split(data, "test", "sketch", unseen)
     p_paths, p_lab = _load_split(data, "test", "photo", unseen)
     sk, ph = _embed_images(model, preprocess, s_paths), _embed_images(model, preprocess, p_paths)
@@ -245,7 +240,7 @@ def gate(model_dir: Path, data: Path) -> dict:
     c_lab = torch.tensor([unseen[p.parent.name] for p in c_paths])
     colour = []
     for i in range(0, len(c_paths), 256):
-        x = torch.stack([preprocess(_on_white(p)) for p in c_paths[i:i + 256]])
+        x = torch.stack([preprocess(flatten_alpha(Image.open(p))) for p in c_paths[i:i + 256]])
         colour.append(F.normalize(model.encode_image(x), dim=-1))
     ceiling = mean_average_precision(torch.cat(colour) @ ph.T, c_lab, p_lab)
     chance = (p_lab[None, :] == s_lab[:, None]).float().mean(1).mean().item()

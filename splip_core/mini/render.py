@@ -188,8 +188,6 @@ def visitor_sketch(data: bytes, size: int, gen: torch.Generator, svg: bool = Tru
                    clean: bool = False) -> Image.Image:
     """A line or outline icon drawn the way a visitor draws on the demo canvas (module docstring), as the
     demo's cropped, white-page "L" image of `size` pixels. `clean` keeps the icon as drawn (only cropped)."""
-    from ..preprocess import crop_to_ink
-
     scale = 1.0 if clean else float(_uniform(gen, 1, *stroke))
     art = to_tensor(rasterize(data, 2 * size, svg=svg, stroke_scale=scale, ink=True))[None]
     ink = ink_of(art)
@@ -198,17 +196,20 @@ def visitor_sketch(data: bytes, size: int, gen: torch.Generator, svg: bool = Tru
             ink = F.max_pool2d(ink, 3, 1, 1)
         ink = stroke_gaps(ink, gen)
         ink = line_augment(ink, gen, 2 * size, jitter=0.01, erase=0.1)
-    page = Image.fromarray(((1 - ink[0, 0]).numpy() * 255).round().astype(np.uint8), "L").convert("RGB")
-    return crop_to_ink(page).resize((size, size), Image.LANCZOS).convert("L")
+    return _as_drawn(Image.fromarray(((1 - ink[0, 0]).numpy() * 255).round().astype(np.uint8), "L"), size)
+
+
+def _as_drawn(page: Image.Image, size: int) -> Image.Image:
+    """A page of ink cropped to its strokes as the demo crops a canvas, at `size` pixels, grey."""
+    from ..preprocess import crop_to_ink
+
+    return crop_to_ink(page.convert("RGB")).resize((size, size), Image.LANCZOS).convert("L")
 
 
 def edge_sketch(art: torch.Tensor, gen: torch.Generator, size: int) -> Image.Image:
     """An edge-map sketch of one premultiplied RGBA artwork, cropped to its ink like the demo, as an "L" image."""
-    from ..preprocess import crop_to_ink
-
     rgb = sketchify(art, gen, 2 * size)[0]
-    page = Image.fromarray((rgb.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
-    return crop_to_ink(page).resize((size, size), Image.LANCZOS).convert("L")
+    return _as_drawn(Image.fromarray((rgb.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)), size)
 
 
 def ink_to_rgb(ink: torch.Tensor) -> torch.Tensor:
