@@ -62,7 +62,8 @@ def load_state(args: argparse.Namespace):
     torch.set_num_threads(TORCH_THREADS)  # x SEARCH_CONCURRENCY searches at a time = the cores, no oversubscription
     try:
         return DemoState.create(args.model, args.gallery, offline=args.offline, cache_dir=args.cache_dir,
-                                top_k=args.top_k, backend=args.backend, mode=args.mode, milvus_uri=args.milvus_uri)
+                                top_k=args.top_k, backend=args.backend, inference_mode=args.mode,
+                                milvus_uri=args.milvus_uri)
     except FileNotFoundError as err:
         raise SystemExit(f"error: {err}") from None
 

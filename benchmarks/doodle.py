@@ -1,6 +1,6 @@
 """Doodle benchmark: do mouse doodles drawn on the demo's canvas find photos of the thing drawn?
 
-    python benchmarks/doodle.py --model weights/mini [--mode faithful|fast] [--threads 1] [--json OUT] [--save-png DIR]
+    python -m benchmarks.doodle --model weights/mini [--mode faithful|fast] [--threads 1] [--json OUT] [--save-png DIR]
 
 Each doodle of `benchmarks/doodles.json` (strokes of [x, y] points on the 512x512 Sketchpad) is rendered as the
 canvas draws it (black round-capped lines of the brush width on white), flattened and cropped to its ink as the demo
@@ -24,13 +24,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # `python benchmarks/doodle.py` from a checkout, without installing the package
-    sys.path.insert(0, str(REPO))
+from splip_core import SpLIP
+from splip_core.gallery import Gallery
+from splip_core.names import folder_name
+from splip_core.preprocess import drawn_sketch, load_image
 
-from splip_core import SpLIP  # noqa: E402
-from splip_core.gallery import Gallery  # noqa: E402
-from splip_core.preprocess import drawn_sketch, load_image  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 DOODLES = Path(__file__).with_name("doodles.json")
 KS = (1, 5)
@@ -59,11 +58,6 @@ def render(strokes: Sequence[Sequence[Sequence[int]]], canvas: int = 512, brush:
 def canvas_to_sketch(image: Image.Image) -> Image.Image | None:
     """What the demo searches for a canvas: flattened on white, cropped to the ink; None for a blank canvas."""
     return drawn_sketch(load_image(image))
-
-
-def concept_folder(concept: str) -> str:
-    """The gallery folder of a concept: spaces become underscores ("light bulb" -> "light_bulb")."""
-    return concept.replace(" ", "_")
 
 
 def concept_ranking(scores: np.ndarray, labels: Sequence[str]) -> list[str]:
@@ -125,10 +119,10 @@ def main(argv: list[str] | None = None) -> int:
 
     model = SpLIP.from_pretrained(args.model).eval()
     if args.mode:
-        model.config.inference_mode = args.mode
+        model.set_inference_mode(args.mode)
     baseline = model.frozen_baseline().eval()
     photo_root = Path(args.model) / "gallery" / "photo"
-    truths = [concept_folder(d["concept"]) for d in doodles]
+    truths = [folder_name(d["concept"]) for d in doodles]
     results, galleries = {}, {}
     for name, encoder in (("SpLIP", model), ("frozen CLIP", baseline)):
         galleries[name] = Gallery.from_folder(
@@ -136,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             encoder.config.inference_mode, cache_dir=args.cache_dir or None, progress=False)
         results[name] = evaluate(encoder, sketches, galleries[name], truths)
     present = set(galleries["SpLIP"].labels)
-    missing = sorted({d["concept"] for d in doodles if concept_folder(d["concept"]) not in present})
+    missing = sorted({d["concept"] for d in doodles if folder_name(d["concept"]) not in present})
     seconds = time.perf_counter() - start
 
     concepts = sorted({d["concept"] for d in doodles})

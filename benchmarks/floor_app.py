@@ -1,19 +1,16 @@
 """The load test's floor: a Gradio app whose `/search` takes and returns what the demo's does (same typed
 signature, same queue and concurrency settings) but does no work, so its cost is the framework's alone.
 
-`python benchmarks/floor_app.py --port P` (started by `benchmarks/load_test.py`).
+`python -m benchmarks.floor_app --port P` (started by `benchmarks.load_test`).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
-from pathlib import Path
 from typing import Literal
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import gradio as gr
 from gradio.components.image_editor import EditorData
@@ -21,7 +18,7 @@ from gradio.components.image_editor import EditorData
 from demo.ui import QUEUE_SIZE, SEARCH_CONCURRENCY
 
 
-def search(sketch: EditorData, mode: Literal["ZS", "GZS", "FG"] = "GZS", k: int = 10) -> list[dict]:
+def search(sketch: EditorData, setting: Literal["ZS", "GZS", "FG"] = "GZS", k: int = 10) -> list[dict]:
     """k constant rows shaped like the demo's answer."""
     return [{"rank": r, "photo": f"cat/{r}.jpg", "category": "cat", "score": 0.5, "seen": True}
             for r in range(1, int(k) + 1)]

@@ -1,4 +1,4 @@
-"""Load test of the demo's `/search` API beside a floor: `python benchmarks/load_test.py [--json OUT]`.
+"""Load test of the demo's `/search` API beside a floor: `python -m benchmarks.load_test [--json OUT]`.
 
 Starts two servers on 127.0.0.1 (or uses `--url` with `--server-pid`): the app (`app.py --offline` with a fresh,
 empty `--cache-dir`, so its start is a cold start) and the floor, a Gradio app whose `/search` has the same inputs,
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
             startup = {"http_s": round(http_s, 2), "first_search_s": round(time.perf_counter() - launched, 2),
                        "first_search_ok": isinstance(first, float)}
         if not args.no_floor:
-            proc, url, _ = start_server([sys.executable, str(REPO / "benchmarks" / "floor_app.py")],
+            proc, url, _ = start_server([sys.executable, "-m", "benchmarks.floor_app"],
                                         args.startup_timeout, Path(tmp.name) / "floor.log")
             procs.append(proc)
             servers["floor"] = (url, proc.pid)

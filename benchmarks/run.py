@@ -1,4 +1,4 @@
-"""Speed and scale benchmark: `python benchmarks/run.py [--quick] [--json OUT]`.
+"""Speed and scale benchmark: `python -m benchmarks.run [--quick] [--json OUT]`.
 
 Every timing is compared with a baseline measured in the same run (variants are interleaved round by round, so
 background load hits them alike):
@@ -30,15 +30,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # `python benchmarks/run.py` from a checkout, without installing the package
-    sys.path.insert(0, str(REPO))
+from splip_core import SpLIP, SpLIPConfig
+from splip_core.data.datasets import SPLITS_DIR, read_class_list
+from splip_core.index import ExactIndex, make_index
+from splip_core.runtime import use_all_cores
+from splip_core.tiny import tiny_model
 
-from splip_core import SpLIP, SpLIPConfig  # noqa: E402
-from splip_core.data.datasets import SPLITS_DIR, read_class_list  # noqa: E402
-from splip_core.index import ExactIndex, make_index  # noqa: E402
-from splip_core.runtime import use_all_cores  # noqa: E402
-from splip_core.testing import tiny_model  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 K = 10
 QUERY_GALLERY = 10_000
@@ -239,7 +237,7 @@ def splip_encoder(model: SpLIP, mode: str, modality: str) -> Callable[[list], np
     """SpLIP's encode_image in `mode`, set on every call since the variants take turns on one model."""
 
     def encode(images: list) -> np.ndarray:
-        model.config.inference_mode = mode
+        model.set_inference_mode(mode)
         return model.encode_image(images, modality, batch_size=BATCH).numpy()
     return encode
 
@@ -254,7 +252,8 @@ def vit_b32() -> SpLIP:
     unseen = set(read_class_list(SPLITS_DIR / "sketchy_split1_sake.txt"))
     seen = [c for c in read_class_list(SPLITS_DIR / "sketchy_classes.txt") if c not in unseen]
     torch.manual_seed(0)
-    return SpLIP(SpLIPConfig(backbone="ViT-B-32", pretrained=None, seen_classes=seen)).eval()
+    config = SpLIPConfig.from_dict({"backbone": {"name": "ViT-B-32", "pretrained": None}, "seen_classes": seen})
+    return SpLIP(config).eval()
 
 
 def bench_query(label: str, model: SpLIP, repeats: dict[str, int], rng: np.random.Generator) -> dict:
@@ -266,7 +265,7 @@ def bench_query(label: str, model: SpLIP, repeats: dict[str, int], rng: np.rando
     index.add([str(i) for i in range(QUERY_GALLERY)], unit_vectors(rng, QUERY_GALLERY, dim))
     saved_mode = model.config.inference_mode
     times = interleaved({name: (lambda e=e: index.search(e([sketch]), K)) for name, e in encode.items()}, repeats)
-    model.config.inference_mode = saved_mode
+    model.set_inference_mode(saved_mode)
     variants = {name: stats(t) for name, t in times.items()}
     plain = variants["plain"]["p50_ms"]
     return {"model": label, "embed_dim": dim, "seen_classes": len(model.config.seen_classes),
@@ -293,7 +292,7 @@ def bench_indexing(label: str, model: SpLIP, n_images: int, n_faithful: int, rou
         build(name, warm=True)
     times = interleaved({name: (lambda n=name: build(n)) for name in encode},
                         {"plain": rounds, "fast": rounds, "faithful": 1}, warmup=0)
-    model.config.inference_mode = saved_mode
+    model.set_inference_mode(saved_mode)
     variants = {name: {"images": counts[name], "rounds": len(t), "images_per_s": counts[name] / float(np.median(t))}
                 for name, t in times.items()}
     plain = variants["plain"]["images_per_s"]
@@ -512,7 +511,7 @@ def print_topk(report: dict) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python benchmarks/run.py", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
                    help="CI smoke run: tiny model only, 2k vectors, few repeats (well under a minute)")

@@ -1,6 +1,6 @@
 """Seconds per SpLIP training step (forward + backward + Adam) for a backbone, batch size and class count.
 
-    python benchmarks/train_step.py --backbone ViT-B-32 --batch-size 8 --classes 100 [--conditioning instance]
+    python -m benchmarks.train_step --backbone ViT-B-32 --batch-size 8 --classes 100 [--conditioning instance]
 
 Random weights (timing only). Prints one JSON line: median and mean over the timed steps, after a warm-up.
 """
@@ -15,8 +15,8 @@ import time
 import torch
 
 from splip_core import SpLIP, SpLIPConfig
-from splip_core.losses import SpLIPLoss
 from splip_core.runtime import pick_device, use_all_cores
+from splip_core.train import TrainingStep, make_loss
 
 
 def main() -> None:
@@ -32,10 +32,11 @@ def main() -> None:
     device = pick_device(args.device)
     torch.manual_seed(0)
     classes = [f"class {i}" for i in range(args.classes)]
-    config = SpLIPConfig(backbone=args.backbone, pretrained=None, seen_classes=classes,
-                         train_text_conditioning=args.conditioning)
+    config = SpLIPConfig.from_dict({"backbone": {"name": args.backbone, "pretrained": None}, "seen_classes": classes,
+                                    "prompts": {"train_text_conditioning": args.conditioning}})
     model = SpLIP(config).to(device).train()
-    loss_fn = SpLIPLoss(model, classes).to(device)
+    loss_fn = make_loss(model).to(device)
+    step_loss = TrainingStep(model, loss_fn)
     params = [p for p in (*model.parameters(), *loss_fn.parameters()) if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=1e-3)
     size = model.transform.transforms[0].size
@@ -49,7 +50,7 @@ def main() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        terms = loss_fn(model, batch, torch.Generator().manual_seed(step))
+        terms = step_loss(batch, torch.Generator().manual_seed(step))
         optimizer.zero_grad()
         terms["total"].backward()
         optimizer.step()

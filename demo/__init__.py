@@ -1,7 +1,7 @@
 """The SpLIP sketchpad demo: draw a sketch, get the top-k photos from SpLIP and from the frozen CLIP baseline.
 
 `state` loads the model and galleries, `handlers` does the work as plain functions, `ui` lays out and wires the
-Gradio Blocks, `server` launches them, and `gallery` turns uploads into gallery folders. It uses only
+Gradio Blocks, `server` launches them, and `uploads` turns uploads into gallery folders. It uses only
 `splip_core`'s public modules.
 """
 

@@ -16,12 +16,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageOps
 
-from splip_core import InvalidImageError, load_image
-from splip_core.gallery import EmptyGalleryError, Hit
-from splip_core.preprocess import drawn_sketch
+from splip_core import EmptyGalleryError, Hit, InvalidImageError, class_key, display_name, drawn_sketch, load_image
 
-from .gallery import UploadError, prepare_upload
-from .state import MODES, DemoState, Example, Progress, SearchSpace, build_space, display_name, name_key
+from .state import SETTINGS, DemoState, Example, Progress, SearchSpace, build_space
+from .uploads import UploadError, prepare_upload
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -102,26 +100,26 @@ def fg_label(space: SearchSpace, category: str | None, guess: list[tuple[str, fl
     return None
 
 
-def run_search(state: DemoState, space: SearchSpace, image: Image.Image, mode: str, k: int,
+def run_search(state: DemoState, space: SearchSpace, image: Image.Image, setting: str, k: int,
                category: str | None = None, baseline: bool = True) -> Outcome:
-    """Encode the sketch with SpLIP (and, with `baseline`, the frozen CLIP) and rank the mode's view of the gallery.
+    """Encode the sketch with SpLIP (and, with `baseline`, the frozen CLIP) and rank the setting's view of the gallery.
 
     The sketch is preprocessed once for both models (they share CLIP's transform). The category guess reuses the
     SpLIP query. FG ranks the photos of `category` (when the gallery has it), else of the best guessed category it
     has. Without `baseline` the outcome's baseline list is empty and nothing is computed for it.
     """
-    if mode not in MODES:
-        raise BadQuery(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if setting not in SETTINGS:
+        raise BadQuery(f"setting must be one of {', '.join(SETTINGS)}, not {setting!r}")
     k = max(1, min(int(k), MAX_K))
     pixels = state.model.preprocess(image)
     query = state.model.encode_sketch(pixels).numpy()[0]
     query_base = state.baseline.encode_sketch(pixels).numpy()[0] if baseline else None
-    guess = guess_categories(space, query) if baseline or mode == "FG" else []
-    splip, base, note = space.view(mode, fg_label(space, category, guess) if mode == "FG" else None)
+    guess = guess_categories(space, query) if baseline or setting == "FG" else []
+    splip, base, note = space.view(setting, fg_label(space, category, guess) if setting == "FG" else None)
     return Outcome(splip.search(query, k), base.search(query_base, k) if baseline else [], guess, note)
 
 
-def api_search(state: DemoState, sketch, mode: str = "GZS", k: int | None = None) -> list[dict]:
+def api_search(state: DemoState, sketch, setting: str = "GZS", k: int | None = None) -> list[dict]:
     """The `/search` endpoint: the ranked photos of the app's gallery as plain data; [] for a blank canvas.
 
     Only what the answer holds is computed: the SpLIP query and its top-k (no baseline column, no guess but FG's).
@@ -135,7 +133,7 @@ def api_search(state: DemoState, sketch, mode: str = "GZS", k: int | None = None
     if state.space is None:
         raise BadQuery(state.gallery_note)
     space = state.space
-    outcome = run_search(state, space, image, mode, state.top_k if k is None else k, baseline=False)
+    outcome = run_search(state, space, image, setting, state.top_k if k is None else k, baseline=False)
     return [{"rank": rank, "photo": space.relative(hit.path), "category": None if hit.label is None
              else display_name(hit.label), "score": round(hit.score, 4),
              "seen": None if hit.label is None else space.status(hit.label) == "seen"}
@@ -191,7 +189,7 @@ def caption(space: SearchSpace, hit: Hit, instance: str | None = None) -> str:
 
 def precision(hits: list[Hit], category: str) -> float:
     """Fraction of the hits whose label is `category`."""
-    return sum(h.label is not None and name_key(h.label) == name_key(category) for h in hits) / max(len(hits), 1)
+    return sum(h.label is not None and class_key(h.label) == class_key(category) for h in hits) / max(len(hits), 1)
 
 
 def summary_markdown(history: dict) -> str:
@@ -208,7 +206,7 @@ def summary_markdown(history: dict) -> str:
     return "\n".join(rows)
 
 
-def search_view(state: DemoState, sketch, mode: str, k: int, category: str | None = None,
+def search_view(state: DemoState, sketch, setting: str, k: int, category: str | None = None,
                 instance: str | None = None, history: dict | None = None, space_key: str | None = None) -> SearchView:
     """Everything the Search tab shows for one canvas; a blank canvas gives the hint and searches nothing."""
     history = dict(history or {})
@@ -222,7 +220,7 @@ def search_view(state: DemoState, sketch, mode: str, k: int, category: str | Non
         return SearchView([], [], None, HINT, history, summary_markdown(history), blank=True)
     if space is None:
         return SearchView([], [], None, f"⚠ {gone or state.gallery_note}", history, summary_markdown(history))
-    outcome = run_search(state, space, image, mode, k, category)
+    outcome = run_search(state, space, image, setting, k, category)
     lines = [outcome.note] if outcome.note else []
     if category:
         status = space.status(category)
@@ -231,7 +229,7 @@ def search_view(state: DemoState, sketch, mode: str, k: int, category: str | Non
                      f"SpLIP **{p_splip:.2f}** · CLIP baseline **{p_base:.2f}**")
         if space.label_for(category) is None:
             lines.append(f"(this gallery has no photos of {display_name(category)})")
-        history[f"{name_key(category)}|{mode}"] = {"status": status, "splip": p_splip, "baseline": p_base}
+        history[f"{class_key(category)}|{setting}"] = {"status": status, "splip": p_splip, "baseline": p_base}
     return SearchView(
         [(h.path, caption(space, h, instance)) for h in outcome.splip],
         [(h.path, caption(space, h, instance)) for h in outcome.baseline],
@@ -328,9 +326,9 @@ def ap_figure(evaluation: dict | None) -> Figure | None:
     per_class = evaluation["per_class_ap"]
     base, splip = per_class["baseline"], per_class["splip"]
     classes = [c for c in splip if c in base]
-    unseen = {name_key(c) for c in evaluation.get("unseen", [])}
-    groups = {"seen": [c for c in classes if name_key(c) not in unseen],
-              "unseen": [c for c in classes if name_key(c) in unseen]}
+    unseen = {class_key(c) for c in evaluation.get("unseen", [])}
+    groups = {"seen": [c for c in classes if class_key(c) not in unseen],
+              "unseen": [c for c in classes if class_key(c) in unseen]}
     colours = {"seen": "#1f77b4", "unseen": "#ff7f0e"}
     fig = Figure(figsize=(10, 4.2), layout="constrained")
     scatter, bars = fig.subplots(1, 2, width_ratios=[1.4, 1])
@@ -361,7 +359,7 @@ def about_markdown(state: DemoState) -> str:
     """What the model is, where seen/unseen comes from, and how to call the API."""
     c = state.model.config
     lines = [f"### {state.model_name}", "",
-             f"- Backbone `{c.backbone}` (frozen), prompts learnt on **{len(c.seen_classes)} seen categories**; "
+             f"- Backbone `{c.backbone.name}` (frozen), prompts learnt on **{len(c.seen_classes)} seen categories**; "
              "every other category is *unseen* (never used to train the prompts).",
              f"- Inference mode `{c.inference_mode}`; weights fingerprint `{state.model.fingerprint()}` (the key of "
              "the on-disk embedding cache).",

@@ -23,29 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
-from splip_core import SpLIP
-from splip_core.gallery import EmptyGalleryError, Gallery
-from splip_core.preprocess import IMAGE_SUFFIXES
-from splip_core.testing import tiny_model
+from splip_core import IMAGE_SUFFIXES, EmptyGalleryError, Gallery, SpLIP, class_key, display_name, tiny_model
 
-from .gallery import UploadLimits, check_gallery_dir
+from .uploads import UploadLimits, check_gallery_dir
 
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MINI_DIR = REPO_ROOT / "weights" / "mini"
-MODES = ("ZS", "GZS", "FG")
+SETTINGS = ("ZS", "GZS", "FG")  # retrieval settings; "mode" means the inference mode (faithful / fast)
 Progress = Callable[[float, str], None]
-
-
-def display_name(label: str) -> str:
-    """A class folder name as people read it ("hot_air_balloon" -> "hot air balloon")."""
-    return label.replace("_", " ").strip()
-
-
-def name_key(label: str) -> str:
-    """What two spellings of one class ("Hot_air_balloon", "hot air balloon") have in common."""
-    return display_name(label).lower()
 
 
 def _shown(path: Path) -> str:
@@ -86,7 +73,7 @@ def load_model(ref: str | None, offline: bool = False, mini_dir: Path = MINI_DIR
     else:
         notices.append(f"Offline world not built yet ({_shown(mini_dir)} missing): running a random tiny model, "
                        "so the rankings are meaningless.")
-    return LoadedModel(tiny_model(), "random tiny model (splip_core.testing)", None, notices)
+    return LoadedModel(tiny_model(), "random tiny model (splip_core.tiny)", None, notices)
 
 
 @dataclass(frozen=True)
@@ -102,14 +89,14 @@ class Split:
         if split_file is not None and split_file.is_file():
             data = json.loads(split_file.read_text(encoding="utf-8"))
             seen += data.get("seen", [])
-            unseen = [u for u in data.get("unseen", []) if name_key(u) not in {name_key(s) for s in seen}]
-        return cls(frozenset(name_key(s) for s in seen), tuple(display_name(u) for u in unseen))
+            unseen = [u for u in data.get("unseen", []) if class_key(u) not in {class_key(s) for s in seen}]
+        return cls(frozenset(class_key(s) for s in seen), tuple(display_name(u) for u in unseen))
 
     def status(self, label: str | None) -> str | None:
         """"seen", "unseen", or None for an unlabelled photo."""
         if label is None:
             return None
-        return "seen" if name_key(label) in self.seen else "unseen"
+        return "seen" if class_key(label) in self.seen else "unseen"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -139,7 +126,7 @@ class SearchSpace:
 
     def label_for(self, category: str) -> str | None:
         """The gallery's own label (folder name) for a category name, if it has photos of it."""
-        return next((lab for lab in self.labels if name_key(lab) == name_key(category)), None)
+        return next((lab for lab in self.labels if class_key(lab) == class_key(category)), None)
 
     def relative(self, path: str) -> str:
         try:
@@ -147,23 +134,23 @@ class SearchSpace:
         except ValueError:
             return Path(path).name
 
-    def view(self, mode: str, label: str | None = None) -> tuple[Gallery, Gallery, str]:
-        """(SpLIP gallery, baseline gallery, a note) for a mode: ZS = unseen categories only, GZS = everything,
+    def view(self, setting: str, label: str | None = None) -> tuple[Gallery, Gallery, str]:
+        """(SpLIP gallery, baseline gallery, a note) for a retrieval setting: ZS = unseen categories only, GZS = all,
         FG = the photos of `label` (instance-level ranking within one category)."""
-        if mode == "GZS":
+        if setting == "GZS":
             return self.splip, self.baseline, ""
-        if mode == "ZS":
+        if setting == "ZS":
             labels = tuple(lab for lab in self.labels if self.status(lab) == "unseen")
             if not labels:
                 return self.splip, self.baseline, "This gallery has no unseen categories: ZS shows all photos."
             note = f"ZS: searching only the {len(labels)} unseen categories."
-        elif mode == "FG":
+        elif setting == "FG":
             if label is None:
                 return self.splip, self.baseline, "FG: no labels in this gallery, so ranking every photo."
             labels = (label,)
             note = f"FG: ranking the photos of **{display_name(label)}** instance by instance."
         else:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+            raise ValueError(f"setting must be one of {SETTINGS}, got {setting!r}")
         with self._lock:
             if labels not in self._views:
                 self._views[labels] = (self.splip.restrict(labels), self.baseline.restrict(labels))
@@ -362,7 +349,7 @@ def load_evaluation(directory: Path | None) -> tuple[dict | None, str]:
 MAX_FAST_LOSS = 0.005  # fast mode is the default when it loses at most this much ZS mAP@all (half a point)
 
 
-def choose_mode(evaluation: dict | None) -> tuple[str | None, str]:
+def choose_inference_mode(evaluation: dict | None) -> tuple[str | None, str]:
     """("fast", why) when the shipped evaluation measured both modes and fast mode costs at most MAX_FAST_LOSS
     mAP@all; else (None, "") and the model keeps its own mode."""
     modes = (evaluation or {}).get("modes") or {}
@@ -398,20 +385,20 @@ class DemoState:
     limits: UploadLimits = field(default_factory=UploadLimits)
     notices: list[str] = field(default_factory=list)
     user_spaces: UserGalleries = field(default_factory=UserGalleries)
-    mode_note: str = ""
+    inference_note: str = ""
     seeds: list[Path] = field(default_factory=list)
 
     @classmethod
     def create(cls, model_ref: str | None = None, gallery: str | Path | None = None, offline: bool = False,
                cache_dir: str | Path | None = None, top_k: int = 10, mini_dir: Path = MINI_DIR,
-               limits: UploadLimits | None = None, backend: str = "exact", mode: str | None = None,
+               limits: UploadLimits | None = None, backend: str = "exact", inference_mode: str | None = None,
                milvus_uri: str | None = None) -> DemoState:
         """Load the model (falling back as `load_model` says), index the gallery and find the shipped extras.
 
         `backend` is the search index (splip_core.index.BACKENDS; "milvus" reaches `milvus_uri`, a Milvus server
-        URI or a Milvus Lite file, default CACHE_DIR/gallery.db); `mode` overrides the model's inference mode
-        ("faithful" or the faster approximation "fast"). Without `mode`, fast mode is chosen when the model's
-        shipped evaluation shows it costs no accuracy (`choose_mode`).
+        URI or a Milvus Lite file, default CACHE_DIR/gallery.db); `inference_mode` overrides the model's own
+        ("faithful" or the faster approximation "fast"). Without it, fast mode is chosen when the model's
+        shipped evaluation shows it costs no accuracy (`choose_inference_mode`).
 
         Gallery embeddings come from the cache, else from the seeds shipped in the model folder's `embeddings/`
         (`python -m splip_core.cache prebuild`) when fingerprint, mode and photo content all match, else are
@@ -426,11 +413,11 @@ class DemoState:
         world = loaded.directory if has_world else mini_dir
         split = Split.of(loaded.model, world / "gallery" / "split.json")
         evaluation, evaluation_note = load_evaluation(loaded.directory)
-        mode_note = ""
-        if mode is None:
-            mode, mode_note = choose_mode(evaluation)
-        if mode is not None:
-            loaded.model.config.inference_mode = mode  # before the fingerprint (cache key) is first computed
+        inference_note = ""
+        if inference_mode is None:
+            inference_mode, inference_note = choose_inference_mode(evaluation)
+        if inference_mode is not None:
+            loaded.model.set_inference_mode(inference_mode)  # before the fingerprint (cache key) is first computed
         cache_dir = Path(cache_dir if cache_dir is not None else Path.home() / ".cache" / "splip" / "demo")
         state = cls(model=loaded.model, baseline=loaded.model.frozen_baseline(), model_name=loaded.name,
                     split=split, space=None, gallery_note="", examples=find_examples(world / "gallery" / "sketch",
@@ -438,7 +425,7 @@ class DemoState:
                     evaluation=evaluation, evaluation_note=evaluation_note, cache_dir=cache_dir.expanduser().resolve(),
                     upload_dir=Path(tempfile.mkdtemp(prefix="splip-demo-uploads-")).resolve(), top_k=top_k,
                     backend=backend, limits=limits or UploadLimits(), notices=list(loaded.notices),
-                    mode_note=mode_note)
+                    inference_note=inference_note)
         state.seeds = list(dict.fromkeys(d / "embeddings" for d in (loaded.directory, world)
                                          if d is not None and (d / "embeddings").is_dir()))
         weakref.finalize(state, shutil.rmtree, state.upload_dir, ignore_errors=True)  # at exit, or when dropped
@@ -489,8 +476,8 @@ class DemoState:
 
     def info_line(self, space: SearchSpace | None) -> str:
         c = self.model.config
-        model = (f"**Model:** {self.model_name} — `{c.backbone}`, {len(c.seen_classes)} seen classes, "
+        model = (f"**Model:** {self.model_name} — `{c.backbone.name}`, {len(c.seen_classes)} seen classes, "
                  f"{c.inference_mode} mode, fingerprint `{self.model.fingerprint()}`")
         gallery = f"**Gallery:** {space.describe()}" if space is not None else f"**Gallery:** none. {self.gallery_note}"
-        mode = f"  \n**Mode:** {self.mode_note}" if self.mode_note else ""
+        mode = f"  \n**Mode:** {self.inference_note}" if self.inference_note else ""
         return f"{model}{mode}  \n{gallery}"

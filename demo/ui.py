@@ -10,9 +10,11 @@ import gradio as gr
 from gradio.components.image_editor import EditorData
 from PIL import Image
 
+from splip_core import display_name
+
 from . import handlers
 from .handlers import HINT, MAX_K, BadQuery, LatestOnly
-from .state import DemoState, display_name
+from .state import DemoState
 
 THEME = gr.themes.Default(font=["sans-serif"], font_mono=["monospace"])  # system fonts: no Google Fonts request
 CSS = "#results .caption-label, #baseline .caption-label { white-space: normal; font-size: 12px; line-height: 1.25; }"
@@ -20,7 +22,7 @@ CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os
 SEARCH_CONCURRENCY = CORES  # searches running at once, shared by the UI and the API ...
 TORCH_THREADS = 1  # ... each on one torch thread: threads x concurrent searches <= cores, no oversubscription
 QUEUE_SIZE = 512  # waiting events before new visitors are told the queue is full
-MODE_CHOICES = [("ZS: unseen categories only", "ZS"), ("GZS: all categories", "GZS"),
+SETTING_CHOICES = [("ZS: unseen categories only", "ZS"), ("GZS: all categories", "GZS"),
                 ("FG: photos of one category, instance by instance", "FG")]
 BLANK = {"background": Image.new("RGB", (512, 512), "white"), "layers": [], "composite": None}
 BRUSH = gr.Brush(colors=["#000000"], color_mode="fixed", default_size=6)
@@ -60,7 +62,7 @@ def build_app(state: DemoState) -> gr.Blocks:
                         gr.Markdown("Black brush: set its width under the brush tool (left); undo, redo and clear "
                                     "are at the top right.", elem_classes="tool-hint")
                         search_button = gr.Button("Search", variant="primary", elem_id="search-button")
-                        mode = gr.Radio(MODE_CHOICES, value="GZS", label="Gallery", elem_id="mode")
+                        setting = gr.Radio(SETTING_CHOICES, value="GZS", label="Gallery", elem_id="setting")
                         top_k = gr.Slider(1, MAX_K, value=state.top_k, step=1, label="top-k", elem_id="top-k")
                         category = gr.Dropdown(state.space.categories if state.space else [], value=None,
                                                allow_custom_value=True, elem_id="category",
@@ -99,7 +101,7 @@ def build_app(state: DemoState) -> gr.Blocks:
                 if handlers.has_ap_chart(state.evaluation):  # drawn at the first page load, not at startup
                     chart = gr.Plot(label="Average precision per category", elem_id="ap-chart")
 
-        search_inputs = [sketch, mode, top_k, category, instance, history, space_key]
+        search_inputs = [sketch, setting, top_k, category, instance, history, space_key]
         search_outputs = [results, baseline, guess, message, history, summary, category, instance, space_key]
 
         def run(values, request: gr.Request, from_canvas: bool):
@@ -114,20 +116,20 @@ def build_app(state: DemoState) -> gr.Blocks:
             return (view.results, view.baseline, view.guess, view.message, view.history, view.summary, forget, forget,
                     held)
 
-        def on_search(sketch_value, mode_value, k, category_value, instance_value, history_value, key,
+        def on_search(sketch_value, setting_value, k, category_value, instance_value, history_value, key,
                       request: gr.Request):
-            values = (sketch_value, mode_value, k, category_value, instance_value, history_value, key)
+            values = (sketch_value, setting_value, k, category_value, instance_value, history_value, key)
             return run(values, request, from_canvas=False)
 
-        def on_stroke(sketch_value, mode_value, k, category_value, instance_value, history_value, key,
+        def on_stroke(sketch_value, setting_value, k, category_value, instance_value, history_value, key,
                       request: gr.Request):
-            values = (sketch_value, mode_value, k, category_value, instance_value, history_value, key)
+            values = (sketch_value, setting_value, k, category_value, instance_value, history_value, key)
             return run(values, request, from_canvas=True)
 
         live = {"trigger_mode": "always_last", "concurrency_id": "search", "concurrency_limit": SEARCH_CONCURRENCY,
                 "api_visibility": "private", "show_progress": "minimal"}
         sketch.input(on_stroke, search_inputs, search_outputs, **live)
-        gr.on([search_button.click, mode.input, top_k.release, category.input], on_search, search_inputs,
+        gr.on([search_button.click, setting.input, top_k.release, category.input], on_search, search_inputs,
               search_outputs, **live)
         if state.examples:
             def pick_example(evt: gr.SelectData):
@@ -137,11 +139,11 @@ def build_app(state: DemoState) -> gr.Blocks:
             examples.select(pick_example, None, [sketch, category, instance], api_visibility="private").then(
                 on_search, search_inputs, search_outputs, **live)
 
-        def search(sketch: EditorData, mode: Literal["ZS", "GZS", "FG"] = "GZS", k: int = 10) -> list[dict]:
+        def search(sketch: EditorData, setting: Literal["ZS", "GZS", "FG"] = "GZS", k: int = 10) -> list[dict]:
             """Rank the app's gallery for a sketch (a Sketchpad value: its `composite` image, else `background`
             under `layers`): a list of {rank, photo, category, score, seen}, best first; [] for a blank sketch."""
             try:
-                return handlers.api_search(state, _file_paths(sketch), mode, k)
+                return handlers.api_search(state, _file_paths(sketch), setting, k)
             except BadQuery as err:
                 raise gr.Error(str(err)) from err
 

@@ -1,20 +1,44 @@
 """SpLIP sketch-based image retrieval on a frozen open_clip CLIP: the public API.
 
-The demo and the command lines use only what is exported here.
+The demo, the command lines' users and the Space use only what is exported here: the model and its config, the
+training presets, image loading, the searchable photo gallery, and the class-name rules.
 """
 
 from .backbone import BackboneError
-from .config import ConfigError, SpLIPConfig
-from .model import CheckpointError, SpLIP
-from .preprocess import InvalidImageError, is_blank, load_image
+from .config import BackboneConfig, ConfigError, LossConfig, PromptConfig, SpLIPConfig
+from .configs import list_presets, load_preset
+from .gallery import EmptyGalleryError, Gallery, Hit
+from .hub import CheckpointError
+from .model import SpLIP
+from .names import class_key, display_name, folder_name
+from .preprocess import IMAGE_SUFFIXES, MAX_IMAGE_BYTES, InvalidImageError, drawn_sketch, is_blank, load_image
+from .tiny import tiny_model
+
+__version__ = "0.2.0"
 
 __all__ = [
+    "IMAGE_SUFFIXES",
+    "MAX_IMAGE_BYTES",
+    "BackboneConfig",
     "BackboneError",
     "CheckpointError",
     "ConfigError",
+    "EmptyGalleryError",
+    "Gallery",
+    "Hit",
     "InvalidImageError",
+    "LossConfig",
+    "PromptConfig",
     "SpLIP",
     "SpLIPConfig",
+    "__version__",
+    "class_key",
+    "display_name",
+    "drawn_sketch",
+    "folder_name",
     "is_blank",
+    "list_presets",
     "load_image",
+    "load_preset",
+    "tiny_model",
 ]

@@ -40,7 +40,7 @@ def _check_supported(model: torch.nn.Module, name: str) -> CLIP:
 
 
 def _named_backbone(config: SpLIPConfig) -> CLIP:
-    name, tag = config.backbone, config.pretrained
+    name, tag = config.backbone.name, config.backbone.pretrained
     schema, _ = open_clip.factory.parse_model_name(name)
     if schema is None:
         if name not in open_clip.list_models():
@@ -66,9 +66,9 @@ def _named_backbone(config: SpLIPConfig) -> CLIP:
 
 def build_backbone(config: SpLIPConfig) -> CLIP:
     """The frozen CLIP: from `backbone_config` (weights loaded later by the checkpoint) or by open_clip name."""
-    if config.backbone_config is None:
+    if config.backbone.model_config is None:
         return _named_backbone(config)
-    cfg = dict(config.backbone_config)
+    cfg = dict(config.backbone.model_config)
     unknown = sorted(set(cfg) - set(_CLIP_ARGS) - {"custom_text"})
     if unknown or cfg.get("custom_text"):
         raise BackboneError(f"backbone_config has keys SpLIP's CLIP builder does not take: {unknown or 'custom_text'}")
@@ -80,16 +80,16 @@ def build_backbone(config: SpLIPConfig) -> CLIP:
         model = CLIP(**cfg)
     except (TypeError, ValueError) as err:
         raise BackboneError(f"backbone_config does not describe an open_clip CLIP: {err}") from err
-    return _check_supported(model, config.backbone)
+    return _check_supported(model, config.backbone.name)
 
 
 def backbone_base_model(config: SpLIPConfig) -> str | None:
     """The Hub repo that holds the backbone weights, for the model card's `base_model`."""
-    schema, ident = open_clip.factory.parse_model_name(config.backbone)
+    schema, ident = open_clip.factory.parse_model_name(config.backbone.name)
     if schema == "hf-hub":
         return ident
-    if schema is None and config.backbone_config is None and config.pretrained:
-        hub = open_clip.get_pretrained_cfg(config.backbone, config.pretrained).get("hf_hub", "")
+    if schema is None and config.backbone.model_config is None and config.backbone.pretrained:
+        hub = open_clip.get_pretrained_cfg(config.backbone.name, config.backbone.pretrained).get("hf_hub", "")
         return hub.strip("/") or None
     return None
 
@@ -104,7 +104,7 @@ def preprocess_settings(model: CLIP, config: SpLIPConfig) -> dict[str, Any]:
     }
     attached = getattr(model.visual, "preprocess_cfg", None) or {}
     base.update({k: attached[k] for k in ("mean", "std") if k in attached})
-    base.update(config.preprocess or {})
+    base.update(config.backbone.preprocess or {})
     return base
 
 

@@ -340,9 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     images, _ = scan_folder(Path(args.gallery))
     if not images:
         raise FileNotFoundError(f"no photos in {args.gallery}")
+    model = SpLIP.from_pretrained(args.model)
     for mode in args.modes:
-        model = SpLIP.from_pretrained(args.model)  # fresh: the fingerprint, cached on first use, covers the mode
-        model.config.inference_mode = mode  # as the app does it, then the baseline from it: the same fingerprints
+        model.set_inference_mode(mode)  # as the app does it, then the baseline from it: the same fingerprints
         for who, encoder in (("SpLIP", model), ("baseline", model.frozen_baseline())):
             result = prebuild_seed(images, lambda ims, e=encoder: e.encode_photo(ims).numpy(), encoder.fingerprint(),
                                    encoder.config.inference_mode, args.out)

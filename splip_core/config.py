@@ -1,7 +1,12 @@
-"""SpLIPConfig: every choice of the method, the backbone it needs, and the training losses, in one JSON object.
+"""SpLIPConfig: the backbone, the prompt scheme and the training losses, as three nested sections of one JSON object.
 
-Values marked [U] in `shared/method/SPLIP.md` (unspecified by the paper) are fields here with the spec's suggested
-default, so they can be ablated without touching code.
+    {"backbone": {...}, "prompts": {...}, "loss": {...}, "seen_classes": [...], "templates": {...},
+     "inference_mode": "faithful"}
+
+Marks in the field comments ([S], [S2], [U]) and "section N" refer to docs/METHOD.md: [U] values are unspecified by
+the paper, so they are fields with the notes' suggested default and can be ablated without touching code. Configs
+are frozen: change one with `replace` / `updated`, or a model's inference mode with `SpLIP.set_inference_mode`.
+Checkpoints written before the sections existed hold one flat object; `from_dict` reads both forms.
 """
 
 from __future__ import annotations
@@ -20,25 +25,33 @@ class ConfigError(ValueError):
     """A configuration that cannot describe a SpLIP model."""
 
 
-@dataclass
-class SpLIPConfig:
-    # --- backbone --------------------------------------------------------------------------------------------
-    backbone: str = "ViT-B-32"
+def _one_of(name: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {choices}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """The frozen CLIP: which open_clip model, which weights, how images are preprocessed."""
+
+    name: str = "ViT-B-32"
     """open_clip model name ("ViT-B-32"), or "hf-hub:org/repo" / "local-dir:PATH" in open_clip's own layout."""
     pretrained: str | None = "openai"
     """open_clip pretrained tag of a named backbone; None = random init (tests) or weights bundled with a checkpoint."""
-    backbone_config: dict[str, Any] | None = None
+    model_config: dict[str, Any] | None = None
     """A custom open_clip model config (embed_dim, vision_cfg, text_cfg); its weights travel as backbone.safetensors."""
     preprocess: dict[str, Any] | None = None
     """Image size / mean / std override; None = the backbone's own (CLIP's) preprocessing."""
 
-    # --- the classes whose text conditions the visual prompts (B_vt) -------------------------------------------
-    seen_classes: list[str] = field(default_factory=list)
-    templates: dict[str, str] = field(
-        default_factory=lambda: {"sketch": "a sketch of a {}.", "photo": "a photo of a {}."}
-    )
+    def validate(self) -> None:
+        if not self.name or not isinstance(self.name, str):
+            raise ConfigError("backbone.name must be an open_clip model name, 'hf-hub:ORG/REPO' or 'local-dir:PATH'")
 
-    # --- prompt scheme --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PromptConfig:
+    """The prompt generators B_t, B_v, B_vt (section 9) and how their text conditioning is computed in training."""
+
     use_prompts: bool = True
     """False = plain frozen CLIP: encode_* equal open_clip's encode_image / encode_text."""
     use_text_prompts: bool = True  # B_t (ablation "w/o B_t")
@@ -49,40 +62,51 @@ class SpLIPConfig:
     text_prompt_depth: int | None = None  # [U] layers of F_t that get T re-inserted; None = all
     visual_prompt_depth: int | None = None  # [U] layers of F_v that get fresh prompts; None = all
     text_prompt_position: str = "prepend"  # [U] "prepend": [SOT, T, template words, class, EOT]; "replace"
-    bt_pool: str = "mean"  # [U] how B_t reads E_0: "mean" over patches
     bt_layers: int = 3  # [S2] "3 linear layers"
     bt_hidden: int | None = None  # [U] None = text width
-    bv_input: str = "embedding"  # [U] B_v reads the template's token embeddings ("embedding") only
     bvt_per_layer: bool = False  # [U] one B_vt shared by all layers (False) or one per layer (True)
     bvt_hidden: int | None = None  # [U] None = text width
     prompt_init_std: float = 0.02  # [U] std of the mappers' last layer, keeps early prompts small
     tune_layernorm: bool = True  # [S] LayerNorm affine params of both encoders train too
-
-    # --- inference cost (section 10 of the spec) ------------------------------------------------------------------
-    inference_mode: str = "faithful"
-    """"faithful": T from each image, one text pass over the seen classes per image (the paper's method).
-    "fast" (an approximation): T from the running mean of training patch embeddings, so V^ms is computed once per
-    modality and image encoding costs about plain CLIP."""
     train_text_conditioning: str = "instance"  # [U] "instance" (faithful) or "batch" (T from the batch mean)
     text_class_sample: int | None = None
     """Training with "instance" conditioning only: each image's text pass runs over k seen classes drawn at random
     (always including its own), so B_vt averages and L_class ranks over that subset; None = all seen classes.
     Inference always uses all seen classes."""
 
-    # --- losses (used by splip_core.losses / train) ---------------------------------------------------------------
-    alpha: float = 1.0  # weight of L_class [U]
-    beta: float = 0.5  # weight of L_cjs [U]
+    def validate(self) -> None:
+        _one_of("prompts.train_text_conditioning", self.train_text_conditioning, ("instance", "batch"))
+        _one_of("prompts.text_prompt_position", self.text_prompt_position, ("prepend", "replace"))
+        if self.text_class_sample is not None and int(self.text_class_sample) < 1:
+            raise ConfigError(f"prompts.text_class_sample must be >= 1 or null, got {self.text_class_sample}")
+        for name in ("n_text_prompts", "n_shared_prompts", "bt_layers"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"prompts.{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """L = L_triplet + alpha L_class + beta L_cjs (section 3), plus the optional terms this project adds."""
+
     use_triplet: bool = True
-    use_class_loss: bool = True
-    use_jigsaw: bool = True
     adaptive_margin: bool = True
     fixed_margin: float = 0.2
     margin_min: float | None = None
     """Lower clamp of the adaptive margin; None = none. On a small text tower class-text cosines can be negative,
-    and a triplet whose margin is negative never fires (spec section 11)."""
+    and a triplet whose margin is negative never fires (section 11)."""
     triplet_mining: str = "random"
     """"random": the sampled negative; "batch_hard": per sketch, the most similar photo of another class (another
     instance at FG level) among the batch's positive and negative photos."""
+    use_class_loss: bool = True
+    alpha: float = 1.0  # weight of L_class [U]
+    class_loss_on: str = "both"  # [U] "both" | "sketch" | "photo"
+    temperature: float | None = None  # [U] tau of L_class; None = the backbone's learned 1/logit_scale (CLIP: 0.01)
+    use_jigsaw: bool = True
+    beta: float = 0.5  # weight of L_cjs [U]
+    jigsaw_grid: int = 3  # [U]
+    jigsaw_permutations: int = 100  # [U] |Y^perm|, max-Hamming set
+    jigsaw_layers: int = 2  # [S]
+    jigsaw_heads: int = 8  # [U]
     use_contrastive: bool = False
     """An in-batch symmetric InfoNCE between sketches and positive photos; every same-class (FG: same-instance) pair
     in the batch is a positive. Not in the paper."""
@@ -92,49 +116,63 @@ class SpLIPConfig:
     """Weight of 1 - cos(SpLIP photo feature, frozen CLIP photo feature), averaged over the batch's photos; 0 = off.
     Not in the paper: it keeps the photo side in the frozen space that knows every concept, so the sketch prompts
     learn to map drawings into it instead of re-partitioning the space around the seen concepts."""
-    class_loss_on: str = "both"  # [U] "both" | "sketch" | "photo"
-    temperature: float | None = None  # [U] tau of L_class; None = the backbone's learned 1/logit_scale (CLIP: 0.01)
-    jigsaw_grid: int = 3  # [U]
-    jigsaw_permutations: int = 100  # [U] |Y^perm|, max-Hamming set
-    jigsaw_layers: int = 2  # [S]
-    jigsaw_heads: int = 8  # [U]
+
+    def validate(self) -> None:
+        _one_of("loss.class_loss_on", self.class_loss_on, ("both", "sketch", "photo"))
+        _one_of("loss.triplet_mining", self.triplet_mining, ("random", "batch_hard"))
+        if self.contrastive_temperature <= 0:
+            raise ConfigError(f"loss.contrastive_temperature must be > 0, got {self.contrastive_temperature}")
+        for name in ("contrastive_weight", "photo_anchor_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"loss.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("jigsaw_grid", "jigsaw_permutations"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"loss.{name} must be >= 1, got {getattr(self, name)}")
+
+
+SECTIONS: dict[str, type] = {"backbone": BackboneConfig, "prompts": PromptConfig, "loss": LossConfig}
+# Flat (pre-section) checkpoint keys: each field of a section under its own name, the backbone's under these.
+_FLAT_BACKBONE = {"backbone": "name", "pretrained": "pretrained", "backbone_config": "model_config",
+                  "preprocess": "preprocess"}
+# Knobs that had one allowed value and were dropped; a flat checkpoint may still carry them at that value.
+_DROPPED = {"bt_pool": "mean", "bv_input": "embedding"}
+
+
+@dataclass(frozen=True)
+class SpLIPConfig:
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    prompts: PromptConfig = field(default_factory=PromptConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    seen_classes: list[str] = field(default_factory=list)
+    """The classes whose prompted text conditions the visual prompts (B_vt); the training classes."""
+    templates: dict[str, str] = field(
+        default_factory=lambda: {"sketch": "a sketch of a {}.", "photo": "a photo of a {}."}
+    )
+    inference_mode: str = "faithful"
+    """(section 10) "faithful": T from each image, one text pass over the seen classes per image (the paper's method).
+    "fast" (an approximation): T from the running mean of training patch embeddings, so V^ms is computed once per
+    modality and image encoding costs about plain CLIP."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "seen_classes", list(self.seen_classes))
         self.validate()
 
     def validate(self) -> None:
         """Raise ConfigError naming the field when a value cannot work."""
-        if not self.backbone or not isinstance(self.backbone, str):
-            raise ConfigError("backbone must be an open_clip model name, 'hf-hub:ORG/REPO' or 'local-dir:PATH'")
+        for name, cls in SECTIONS.items():
+            section = getattr(self, name)
+            if not isinstance(section, cls):
+                raise ConfigError(f"{name} must be a {cls.__name__}, got {type(section).__name__}")
+            section.validate()
         if set(self.templates) != set(MODALITIES):
             raise ConfigError(f"templates must have exactly the keys {MODALITIES}, got {sorted(self.templates)}")
         for modality, template in self.templates.items():
             if template.count("{}") != 1:
                 raise ConfigError(f"templates[{modality!r}] needs exactly one '{{}}' for the class name: {template!r}")
-        if self.inference_mode not in INFERENCE_MODES:
-            raise ConfigError(f"inference_mode must be one of {INFERENCE_MODES}, got {self.inference_mode!r}")
-        if self.train_text_conditioning not in ("instance", "batch"):
-            raise ConfigError("train_text_conditioning must be 'instance' or 'batch'")
-        if self.text_prompt_position not in ("prepend", "replace"):
-            raise ConfigError("text_prompt_position must be 'prepend' or 'replace'")
-        if self.class_loss_on not in ("both", "sketch", "photo"):
-            raise ConfigError("class_loss_on must be 'both', 'sketch' or 'photo'")
-        if self.triplet_mining not in ("random", "batch_hard"):
-            raise ConfigError("triplet_mining must be 'random' or 'batch_hard'")
-        if self.contrastive_temperature <= 0:
-            raise ConfigError(f"contrastive_temperature must be > 0, got {self.contrastive_temperature}")
-        if self.contrastive_weight < 0:
-            raise ConfigError(f"contrastive_weight must be >= 0, got {self.contrastive_weight}")
-        if self.text_class_sample is not None and int(self.text_class_sample) < 1:
-            raise ConfigError(f"text_class_sample must be >= 1 or null, got {self.text_class_sample}")
-        if self.bt_pool != "mean" or self.bv_input != "embedding":
-            raise ConfigError("bt_pool supports 'mean' and bv_input supports 'embedding' only")
-        for name in ("n_text_prompts", "n_shared_prompts", "bt_layers", "jigsaw_grid", "jigsaw_permutations"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        _one_of("inference_mode", self.inference_mode, INFERENCE_MODES)
         if len(set(self.seen_classes)) != len(self.seen_classes):
             raise ConfigError("seen_classes contains duplicates")
-        if self.use_prompts and self.use_shared_prompts and not self.seen_classes:
+        if self.prompts.use_prompts and self.prompts.use_shared_prompts and not self.seen_classes:
             raise ConfigError("seen_classes is empty: B_vt builds the visual prompts from the seen-class prompts")
 
     # --- JSON --------------------------------------------------------------------------------------------------------
@@ -143,28 +181,87 @@ class SpLIPConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SpLIPConfig:
-        """Strict: an unknown key is an error (a typo must not silently fall back to a default)."""
-        if not isinstance(data, dict):
-            raise ConfigError(f"a SpLIP config is a JSON object, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown SpLIP config keys: {unknown}")
-        return cls(**data)
+        """The nested form, or a flat (pre-section) one. Strict: an unknown key is an error, so a typo never
+        silently falls back to a default."""
+        defaults = {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+                    for f in dataclasses.fields(cls)}
+        return _apply(defaults, data)
+
+    def updated(self, changes: dict[str, Any]) -> SpLIPConfig:
+        """This config with `changes` applied: nested ({"loss": {"alpha": 0.1}}) or flat ({"alpha": 0.1}) keys."""
+        return _apply({f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, changes)
 
     @classmethod
     def from_json(cls, path: str | Path) -> SpLIPConfig:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"{path}: not valid JSON ({err})") from err
-        return cls.from_dict(data)
+        return cls.from_dict(read_json_object(path))
 
     def to_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
     def replace(self, **changes: Any) -> SpLIPConfig:
+        """Top-level fields or whole sections; for one field inside a section use `updated`."""
         return dataclasses.replace(self, **changes)
+
+
+def _apply(current: dict[str, Any], changes: dict[str, Any]) -> SpLIPConfig:
+    nested = _nest(changes)
+    for name, cls in SECTIONS.items():
+        if name in nested:
+            current[name] = _section(cls, name, {**dataclasses.asdict(current[name]), **nested.pop(name)})
+    current.update(nested)
+    try:
+        return SpLIPConfig(**current)
+    except TypeError as err:
+        raise ConfigError(f"bad SpLIP config: {err}") from err
+
+
+def _section(cls: type, name: str, values: dict[str, Any]):
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown {name} config keys: {unknown}")
+    try:
+        return cls(**values)
+    except TypeError as err:
+        raise ConfigError(f"{name}: {err}") from err
+
+
+def _nest(data: dict[str, Any]) -> dict[str, Any]:
+    """Sort keys into sections: section objects stay, flat keys move to the section that owns the field."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"a SpLIP config is a JSON object, got {type(data).__name__}")
+    owner = {f.name: name for name, cls in SECTIONS.items() if name != "backbone" for f in dataclasses.fields(cls)}
+    top_level = {f.name for f in dataclasses.fields(SpLIPConfig)} - set(SECTIONS)
+    nested: dict[str, Any] = {}
+    unknown = []
+    for key, value in data.items():
+        if key in SECTIONS and isinstance(value, dict):
+            nested.setdefault(key, {}).update(value)
+        elif key in _FLAT_BACKBONE:
+            nested.setdefault("backbone", {})[_FLAT_BACKBONE[key]] = value
+        elif key in owner:
+            nested.setdefault(owner[key], {})[key] = value
+        elif key in top_level:
+            nested[key] = value
+        elif key in _DROPPED:
+            if value != _DROPPED[key]:
+                raise ConfigError(f"{key} supports {_DROPPED[key]!r} only, got {value!r}")
+        else:
+            unknown.append(key)
+    if unknown:
+        raise ConfigError(f"unknown SpLIP config keys: {sorted(unknown)}")
+    return nested
+
+
+def read_json_object(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """A JSON object from a file; ConfigError naming the file when it is missing, not JSON or not an object."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: {what} not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a {what} is a JSON object")
+    return data

@@ -1,4 +1,5 @@
-"""SpLIP's training objective: L = L_triplet(adaptive margin) + alpha L_class + beta L_cjs (spec section 3),
+"""SpLIP's training objective: L = L_triplet(adaptive margin) + alpha L_class + beta L_cjs (docs/METHOD.md
+section 3),
 plus an optional in-batch contrastive term (not in the paper; weight `contrastive_weight`).
 
 L_class   cross-entropy of an image against the seen-class prompts of its modality, from the same prompted text pass
@@ -12,21 +13,22 @@ L_con     (optional) symmetric multi-positive InfoNCE between the batch's sketch
 L_cjs     conditional cross-modal jigsaw: a sketch shuffled by permutation y is paired with the unshuffled sketch,
           the positive photo or the negative photo; a small transformer F_js predicts y. CE on the sketch pair plus a
           hinge asking the positive photo to unscramble the sketch better than the negative photo.
-Every term can be switched off in SpLIPConfig for the ablations.
+Every term can be switched off in the config's `loss` section for the ablations. The loss takes features: the
+forward passes that produce them (which ones depends on the terms switched on) run in `splip_core.train`.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import SpLIPConfig
-from .model import SpLIP
+from .config import LossConfig
 
 
 def max_hamming_permutations(grid: int, count: int, seed: int = 0, pool: int = 4000) -> torch.Tensor:
@@ -122,41 +124,46 @@ def hardest_negatives(anchor: torch.Tensor, photos: torch.Tensor, anchor_keys: t
     return sim.argmax(1)
 
 
-def sample_class_subsets(labels: torch.Tensor, n_classes: int, k: int, generator: torch.Generator | None
-                         ) -> torch.Tensor:
-    """(B, k) class indices per image: its own label first, then k-1 other classes drawn without replacement."""
-    scores = torch.rand(len(labels), n_classes, generator=generator).to(labels.device)
-    scores[torch.arange(len(labels), device=labels.device), labels] = 2.0
-    return scores.topk(k, dim=1).indices
+@dataclass
+class BatchFeatures:
+    """One batch of triplets as the model encoded it: L2-normalised (B, D) features, and what optional terms need."""
+
+    sketch: torch.Tensor
+    positive: torch.Tensor
+    negative: torch.Tensor
+    sketch_text: torch.Tensor | None = None  # (B or 1, C, D) class text of the sketch's own prompted text pass
+    positive_text: torch.Tensor | None = None  # likewise for the positive photo
+    class_targets: torch.Tensor | None = None  # (B,) index of each image's class among its class text's rows
+    shuffled: torch.Tensor | None = None  # the tile-shuffled sketches' features (jigsaw)
+    permutation: torch.Tensor | None = None  # (B,) index into SpLIPLoss.permutations of each shuffle
+    frozen_photos: torch.Tensor | None = None  # frozen CLIP features of [positives; negatives] (photo anchor)
 
 
 class SpLIPLoss(nn.Module):
-    """The total loss; owns the jigsaw solver (trainable) and the frozen class-text table for adaptive margins."""
+    """The total loss over encoded features; owns the jigsaw solver (trainable), its permutation set, and the frozen
+    class-text table the adaptive margins read."""
 
-    def __init__(self, model: SpLIP, classes: list[str], seed: int = 0):
+    def __init__(self, config: LossConfig, margin_text: torch.Tensor | None, dim: int, temperature: float,
+                 seed: int = 0):
+        """`margin_text`: (C, D) frozen CLIP text features of the seen classes (needed with adaptive margins);
+        `dim`: the feature width; `temperature`: tau of L_class."""
         super().__init__()
-        c: SpLIPConfig = model.config
-        self.config = c
-        self.classes = list(classes)
-        self.temperature = c.temperature or 1.0 / float(model.clip.logit_scale.exp())
-        dim = model.clip.text_projection.shape[1] if isinstance(model.clip.text_projection, torch.Tensor) else \
-            model.clip.text_projection.out_features
-        self.register_buffer("permutations", max_hamming_permutations(c.jigsaw_grid, c.jigsaw_permutations, seed))
-        self.solver = JigsawSolver(dim, len(self.permutations), c.jigsaw_layers, c.jigsaw_heads) \
-            if c.use_jigsaw else None
-        margin_text = model.frozen_baseline().encode_text(self.classes, "photo") if c.adaptive_margin else None
-        self.register_buffer("margin_text", margin_text, persistent=False)
-        # a plain list, not a submodule: the frozen CLIP is neither trained nor saved with the solver
-        self._frozen = [model.frozen_baseline().eval()] if c.photo_anchor_weight > 0 else []
+        if config.adaptive_margin and margin_text is None:
+            raise ValueError("adaptive margins need the frozen class-text features (margin_text)")
+        self.config = config
+        self.temperature = temperature
+        self.register_buffer("permutations", max_hamming_permutations(config.jigsaw_grid, config.jigsaw_permutations,
+                                                                      seed))
+        self.solver = JigsawSolver(dim, len(self.permutations), config.jigsaw_layers, config.jigsaw_heads) \
+            if config.use_jigsaw else None
+        self.register_buffer("margin_text", margin_text if config.adaptive_margin else None, persistent=False)
 
-    def class_subsets(self, model: SpLIP, labels: torch.Tensor,
-                      generator: torch.Generator | None) -> torch.Tensor | None:
-        """Each image's k seen classes for its text pass (`text_class_sample`), drawn from `generator`; None = all
-        classes (the default, batch conditioning, inference, or k >= the number of classes)."""
-        k = self.config.text_class_sample
-        if k is None or k >= len(self.classes) or not model.training or model._conditioning() != "instance":
-            return None
-        return sample_class_subsets(labels, len(self.classes), k, generator)
+    @property
+    def wants_class_text(self) -> tuple[bool, bool]:
+        """(sketch, photo): which images' class text L_class reads."""
+        c = self.config
+        return (c.use_class_loss and c.class_loss_on in ("both", "sketch"),
+                c.use_class_loss and c.class_loss_on in ("both", "photo"))
 
     def margins(self, labels: torch.Tensor, negative_labels: torch.Tensor) -> torch.Tensor:
         """mu per triplet: the adaptive margin (clamped below at `margin_min`), or the fixed one for same-class
@@ -170,72 +177,58 @@ class SpLIPLoss(nn.Module):
             adaptive = adaptive.clamp(min=self.config.margin_min)
         return torch.where(labels == negative_labels, fixed, adaptive)
 
-    def forward(self, model: SpLIP, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None,
+    def forward(self, f: BatchFeatures, batch: dict[str, torch.Tensor],
                 stats: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
-        """All terms for one batch of triplets; 'total' is what to backpropagate.
+        """All terms for one batch; 'total' is what to backpropagate. `batch` gives the labels ("label",
+        "negative_label") and, at FG level, instance ids ("positive_key", "negative_key").
 
-        Matching for the contrastive term and batch-hard mining is by class, or by `positive_key` /
-        `negative_key` (instance ids) when the batch carries them (FG level). A dict passed as `stats` receives
-        detached batch statistics (cosines, margins, active triplets, accuracies) for the training report.
+        Matching for the contrastive term and batch-hard mining is by class, or by instance id when the batch carries
+        them. A dict passed as `stats` receives detached batch statistics (cosines, margins, active triplets,
+        accuracies) for the training report.
         """
         c = self.config
         labels, neg_labels = batch["label"], batch["negative_label"]
         anchor_keys = batch.get("positive_key", labels)
         photo_keys = torch.cat([anchor_keys, batch.get("negative_key", neg_labels)])
-        want_sketch_text = c.use_class_loss and c.class_loss_on in ("both", "sketch")
-        want_photo_text = c.use_class_loss and c.class_loss_on in ("both", "photo")
-        subset, neg_subset = self.class_subsets(model, labels, generator), self.class_subsets(model, neg_labels,
-                                                                                                generator)
-        # L_class targets: positions of the own class in each image's subset (its label without subsets)
-        targets = labels if subset is None else (subset == labels[:, None]).int().argmax(1)
-        # the class text comes with B_vt's pass anyway
-        f_s, t_s = model(batch["sketch"], "sketch", with_class_text=True, class_subset=subset)
-        f_p, t_p = model(batch["positive"], "photo", with_class_text=True, class_subset=subset)
-        f_n = model(batch["negative"], "photo", class_subset=neg_subset)
-        zero = f_s.sum() * 0
+        zero = f.sketch.sum() * 0
         terms = {"triplet": zero, "contrastive": zero, "class": zero, "jigsaw": zero, "anchor": zero}
-        negatives, negative_labels = f_n, neg_labels
+        negatives, negative_labels = f.negative, neg_labels
         if c.triplet_mining == "batch_hard":
-            pick = hardest_negatives(f_s, torch.cat([f_p, f_n]), anchor_keys, photo_keys)
-            negatives, negative_labels = torch.cat([f_p, f_n])[pick], torch.cat([labels, neg_labels])[pick]
+            photos = torch.cat([f.positive, f.negative])
+            pick = hardest_negatives(f.sketch, photos, anchor_keys, photo_keys)
+            negatives, negative_labels = photos[pick], torch.cat([labels, neg_labels])[pick]
         margins = self.margins(labels, negative_labels)
         if c.use_triplet:
-            terms["triplet"] = triplet_loss(f_s, f_p, negatives, margins)
+            terms["triplet"] = triplet_loss(f.sketch, f.positive, negatives, margins)
         if c.use_contrastive:
-            terms["contrastive"] = contrastive_loss(f_s, f_p, anchor_keys, anchor_keys, c.contrastive_temperature)
+            terms["contrastive"] = contrastive_loss(f.sketch, f.positive, anchor_keys, anchor_keys,
+                                                    c.contrastive_temperature)
         if c.use_class_loss:
-            parts = []
-            if want_sketch_text:
-                parts.append(class_loss(f_s, t_s, targets, self.temperature))
-            if want_photo_text:
-                parts.append(class_loss(f_p, t_p, targets, self.temperature))
+            parts = [class_loss(feats, text, f.class_targets, self.temperature)
+                     for want, feats, text in zip(self.wants_class_text, (f.sketch, f.positive),
+                                                  (f.sketch_text, f.positive_text), strict=True) if want]
             terms["class"] = torch.stack(parts).mean()
-        if self._frozen:
-            photos = torch.cat([batch["positive"], batch["negative"]])
-            with torch.no_grad():
-                target = self._frozen[0].to(photos.device)(photos, "photo")
-            terms["anchor"] = (1 - (torch.cat([f_p, f_n]) * target).sum(-1)).mean()
+        if c.photo_anchor_weight > 0:
+            terms["anchor"] = (1 - (torch.cat([f.positive, f.negative]) * f.frozen_photos).sum(-1)).mean()
         jigsaw_logits = None
         if self.solver is not None:
-            y = torch.randint(len(self.permutations), labels.shape, generator=generator).to(labels.device)
-            shuffled = shuffle_tiles(batch["sketch"], self.permutations[y], c.jigsaw_grid)
-            f_shuf = model(shuffled, "sketch", class_subset=subset)
-            jigsaw_logits = self.solver(f_s, f_shuf)
-            ce_sketch = F.cross_entropy(jigsaw_logits, y)
-            ce_pos = F.cross_entropy(self.solver(f_p, f_shuf), y, reduction="none")
-            ce_neg = F.cross_entropy(self.solver(f_n, f_shuf), y, reduction="none")
-            terms["jigsaw"] = ce_sketch + F.relu(ce_pos - ce_neg).mean()
+            y = f.permutation
+            jigsaw_logits = self.solver(f.sketch, f.shuffled)
+            ce_pos = F.cross_entropy(self.solver(f.positive, f.shuffled), y, reduction="none")
+            ce_neg = F.cross_entropy(self.solver(f.negative, f.shuffled), y, reduction="none")
+            terms["jigsaw"] = F.cross_entropy(jigsaw_logits, y) + F.relu(ce_pos - ce_neg).mean()
         terms["total"] = (terms["triplet"] + c.contrastive_weight * terms["contrastive"] + c.alpha * terms["class"]
                           + c.beta * terms["jigsaw"] + c.photo_anchor_weight * terms["anchor"])
         if stats is not None:
             with torch.no_grad():
-                pos_cos, neg_cos = (f_s * f_p).sum(-1), (f_s * negatives).sum(-1)
+                pos_cos, neg_cos = (f.sketch * f.positive).sum(-1), (f.sketch * negatives).sum(-1)
                 stats.update(pos_cos=float(pos_cos.mean()), neg_cos=float(neg_cos.mean()),
                              margin=float(margins.mean()), negative_margins=float((margins < 0).float().mean()),
                              active_triplets=float((neg_cos - pos_cos + margins > 0).float().mean()))
-                if t_s is not None:
-                    logits = f_s @ t_s[0].T if t_s.shape[0] == 1 else torch.einsum("bd,bcd->bc", f_s, t_s)
-                    stats["class_acc"] = float((logits.argmax(1) == targets).float().mean())
+                if f.sketch_text is not None and f.class_targets is not None:
+                    t = f.sketch_text
+                    logits = f.sketch @ t[0].T if t.shape[0] == 1 else torch.einsum("bd,bcd->bc", f.sketch, t)
+                    stats["class_acc"] = float((logits.argmax(1) == f.class_targets).float().mean())
                 if jigsaw_logits is not None:
-                    stats["jigsaw_acc"] = float((jigsaw_logits.argmax(1) == y).float().mean())
+                    stats["jigsaw_acc"] = float((jigsaw_logits.argmax(1) == f.permutation).float().mean())
         return terms

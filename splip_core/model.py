@@ -1,6 +1,6 @@
 """SpLIP: a frozen open_clip CLIP whose two encoders prompt each other (B_t, B_v, B_vt), with Hub I/O.
 
-How one image of modality `mod` is encoded (spec section 9):
+How one image of modality `mod` is encoded (docs/METHOD.md section 9):
   E0  = patch tokens of the image                          (vision_embeddings)
   T   = B_t(mean(E0))                                      m text prompts
   text pass over "<template of mod> <c>" for every seen class c with T in the slots after SOT, keeping the EOT state
@@ -15,43 +15,24 @@ In training, `text_class_sample` = k lets each image's text pass run over k samp
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import open_clip
 import torch
 import torch.nn.functional as F
-from huggingface_hub import ModelCard, ModelCardData, ModelHubMixin, hf_hub_download
-from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
 from PIL import Image
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .backbone import BackboneError, backbone_base_model, build_backbone, make_transform, preprocess_settings
+from .backbone import BackboneError, build_backbone, make_transform, preprocess_settings
 from .backbone import tokenizer as clip_tokenizer
-from .config import MODALITIES, ConfigError, SpLIPConfig
+from .config import MODALITIES, SpLIPConfig
+from .hub import CheckpointError, HubMixin
+from .names import display_name
 from .preprocess import load_image
 from .prompts import TemplateToVision, TextLayersToVision, VisionToText
 from .towers import run_text, run_vision, vision_embeddings
-
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-BACKBONE_FILE = "backbone.safetensors"
-PAPER_URL = "https://arxiv.org/abs/2407.04207"
-
-
-class CheckpointError(ValueError):
-    """A SpLIP checkpoint that cannot be found, read or matched to its config."""
-
-
-def prompt_name(class_name: str) -> str:
-    """The words a class name becomes in a prompt: dataset folder names use '_' for spaces ("hot-air_balloon")."""
-    return " ".join(class_name.replace("_", " ").split())
 
 
 def _check_modality(modality: str) -> str:
@@ -60,15 +41,12 @@ def _check_modality(modality: str) -> str:
     return modality
 
 
-class SpLIP(
-    nn.Module,
-    ModelHubMixin,
-    library_name="splip",
-    tags=["sketch-based-image-retrieval", "zero-shot", "clip", "prompt-learning"],
-    paper_url=PAPER_URL,
-    pipeline_tag="image-feature-extraction",
-):
-    """Sketch and photo encoders sharing one frozen CLIP; only the prompt mappers (and LayerNorms) train."""
+class SpLIP(nn.Module, HubMixin):
+    """Sketch and photo encoders sharing one frozen CLIP; only the prompt mappers (and LayerNorms) train.
+
+    Saving and loading (`save_pretrained`, `from_pretrained`, `push_to_hub`) and `fingerprint` come from
+    `splip_core.hub.HubMixin`.
+    """
 
     def __init__(self, config: SpLIPConfig | dict, _clip: nn.Module | None = None):
         super().__init__()
@@ -89,43 +67,43 @@ class SpLIP(
         self.card_info: dict[str, Any] = {}
         self._snapshot_layernorms()
 
-        c = config
-        self.text_prompts_on = c.use_prompts and c.use_text_prompts
-        self.template_prompts_on = c.use_prompts and c.use_template_prompts
-        self.shared_prompts_on = c.use_prompts and c.use_shared_prompts
+        p = config.prompts
+        self.text_prompts_on = p.use_prompts and p.use_text_prompts
+        self.template_prompts_on = p.use_prompts and p.use_template_prompts
+        self.shared_prompts_on = p.use_prompts and p.use_shared_prompts
         self.b_t = self.b_v = self.b_vt = None
         if self.text_prompts_on:
-            self.b_t = VisionToText(self.d_vision, self.d_text, c.n_text_prompts, c.bt_hidden or self.d_text,
-                                    c.bt_layers, c.prompt_init_std)
+            self.b_t = VisionToText(self.d_vision, self.d_text, p.n_text_prompts, p.bt_hidden or self.d_text,
+                                    p.bt_layers, p.prompt_init_std)
         if self.template_prompts_on:
-            self.b_v = TemplateToVision(self.d_text, self.d_vision, c.prompt_init_std)
+            self.b_v = TemplateToVision(self.d_text, self.d_vision, p.prompt_init_std)
         if self.shared_prompts_on:
-            self.b_vt = TextLayersToVision(self.d_text, self.d_vision, c.n_shared_prompts, c.bvt_hidden or self.d_text,
-                                           self.n_text_layers, c.bvt_per_layer, c.prompt_init_std)
-        if c.use_prompts and c.tune_layernorm:
+            self.b_vt = TextLayersToVision(self.d_text, self.d_vision, p.n_shared_prompts, p.bvt_hidden or self.d_text,
+                                           self.n_text_layers, p.bvt_per_layer, p.prompt_init_std)
+        if p.use_prompts and p.tune_layernorm:
             for module in self.clip.modules():
                 if isinstance(module, nn.LayerNorm):
                     module.requires_grad_(True)
         for modality in MODALITIES:
             self.register_buffer(f"mean_patch_{modality}", torch.zeros(self.d_vision))
             self.register_buffer(f"mean_patch_count_{modality}", torch.zeros((), dtype=torch.float64))
-            if c.use_prompts and c.seen_classes:  # tokenised once: every prompted forward's class text pass reads them
-                ids, eot = self._prompt_ids(c.seen_classes, modality, self.text_prompts_on)
+            if p.use_prompts and config.seen_classes:  # tokenised once: every prompted forward's text pass reads them
+                ids, eot = self._prompt_ids(config.seen_classes, modality, self.text_prompts_on)
                 self.register_buffer(f"_seen_ids_{modality}", ids, persistent=False)
                 self.register_buffer(f"_seen_eot_{modality}", eot, persistent=False)
-            words = clip_tokenizer().encode(c.templates[modality].split("{}")[0])
+            words = clip_tokenizer().encode(config.templates[modality].split("{}")[0])
             self.register_buffer(f"_template_ids_{modality}", torch.tensor(words, dtype=torch.long), persistent=False)
 
     # ----------------------------------------------------------------------------------------------------------
     # depth and layer maps
     @property
     def visual_depth(self) -> int:
-        d = self.config.visual_prompt_depth
+        d = self.config.prompts.visual_prompt_depth
         return self.n_vision_layers if d is None else min(d, self.n_vision_layers)
 
     @property
     def text_depth(self) -> int:
-        d = self.config.text_prompt_depth
+        d = self.config.prompts.text_prompt_depth
         return self.n_text_layers if d is None else min(d, self.n_text_layers)
 
     def _text_layer_for(self, visual_layer: int) -> int:
@@ -136,18 +114,39 @@ class SpLIP(
     def device(self) -> torch.device:
         return self.clip.visual.conv1.weight.device
 
+    @property
+    def embed_dim(self) -> int:
+        """Width of the joint image/text feature space."""
+        projection = self.clip.text_projection
+        return projection.shape[1] if isinstance(projection, torch.Tensor) else projection.out_features
+
+    @property
+    def conditions_per_image(self) -> bool:
+        """Whether each image gets its own text pass now (training with "instance" conditioning, or faithful
+        inference): only then may a training pass run over a per-image subset of the seen classes."""
+        return self._conditioning() == "instance"
+
+    def set_inference_mode(self, mode: str) -> SpLIP:
+        """Switch between "faithful" and "fast" encoding (ConfigError for anything else). The prompts cached for
+        fast mode and the fingerprint (the key of embedding caches) are cleared, since both depend on the mode."""
+        if mode != self.config.inference_mode:
+            self.config = self.config.replace(inference_mode=mode)
+            self._fast_cache.clear()
+            self._fingerprint = None
+        return self
+
     # ----------------------------------------------------------------------------------------------------------
     # tokens
     def _prompt_ids(self, names: Sequence[str], modality: str, with_slots: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids (C, L) padded to the longest prompt, and each prompt's EOT index (after the prompt slots)."""
         tok = clip_tokenizer()
         template = self.config.templates[modality]
-        m = self.config.n_text_prompts if with_slots else 0
+        m = self.config.prompts.n_text_prompts if with_slots else 0
         prefix = template.split("{}")[0]
         seqs = []
         for name in names:
-            text = template.format(prompt_name(name))
-            if with_slots and self.config.text_prompt_position == "replace":
+            text = template.format(display_name(name))
+            if with_slots and self.config.prompts.text_prompt_position == "replace":
                 text = text[len(prefix):]
             seqs.append([tok.sot_token_id] + [0] * m + tok.encode(text) + [tok.eot_token_id])
         if not seqs:
@@ -222,7 +221,7 @@ class SpLIP(
 
     def _conditioning(self) -> str:
         if self.training:
-            return self.config.train_text_conditioning
+            return self.config.prompts.train_text_conditioning
         return "instance" if self.config.inference_mode == "faithful" else "mean"
 
     def _update_mean_patch(self, modality: str, patches: torch.Tensor) -> None:
@@ -240,13 +239,13 @@ class SpLIP(
         (Bt, C, D) produced by the same text pass (Bt = B with per-image conditioning, else 1), for L_class.
 
         `class_subset` (B, k), training with "instance" conditioning only: image b's text pass runs over the seen
-        classes class_subset[b] (config.text_class_sample), and the class text is (B, k, D) in that order.
+        classes class_subset[b] (config.prompts.text_class_sample), and the class text is (B, k, D) in that order.
         """
         modality = _check_modality(modality)
-        if class_subset is not None and not (self.training and self._conditioning() == "instance"):
+        if class_subset is not None and not (self.training and self.conditions_per_image):
             raise ValueError("class subsets are for training with train_text_conditioning='instance' only")
         tokens = vision_embeddings(self.clip, pixels)
-        if not self.config.use_prompts:
+        if not self.config.prompts.use_prompts:
             feats = run_vision(self.clip, tokens)
             return (F.normalize(feats, dim=-1), None) if with_class_text else F.normalize(feats, dim=-1)
         patches = tokens[:, 1:]
@@ -404,20 +403,6 @@ class SpLIP(
         self._fast_cache.clear()
         self._fingerprint = None
 
-    def fingerprint(self) -> str:
-        """A short hash of config + every weight that shapes the embeddings: the key of embedding caches."""
-        if self._fingerprint is None:
-            digest = hashlib.sha256(json.dumps(self.config.to_dict(), sort_keys=True).encode())
-            digest.update(str(self._bundles_backbone()).encode())
-            state = self.trainable_state_dict()
-            if self._bundles_backbone():
-                state |= {f"backbone.{k}": v for k, v in self.backbone_state_dict().items()}
-            for name in sorted(state):
-                digest.update(name.encode())
-                digest.update(state[name].float().numpy().tobytes())
-            self._fingerprint = digest.hexdigest()[:16]
-        return self._fingerprint
-
     def frozen_baseline(self) -> SpLIP:
         """The same backbone with prompts off and the backbone's own LayerNorms: plain frozen CLIP for comparison.
 
@@ -428,137 +413,7 @@ class SpLIP(
         with torch.no_grad():
             for name, value in self._frozen_ln.items():
                 clip.get_parameter(name).copy_(value)
-        return SpLIP(self.config.replace(use_prompts=False), _clip=clip)
-
-    # ----------------------------------------------------------------------------------------------------------
-    # Hub I/O
-    def _bundles_backbone(self) -> bool:
-        schema, _ = open_clip.factory.parse_model_name(self.config.backbone)
-        return self.config.backbone_config is not None or schema == "local-dir" or (
-            schema is None and self.config.pretrained is None)
-
-    def _saved_config(self) -> SpLIPConfig:
-        schema, ident = open_clip.factory.parse_model_name(self.config.backbone)
-        if schema != "local-dir":
-            return self.config
-        model_cfg = open_clip.factory.get_model_config(self.config.backbone)
-        return self.config.replace(backbone=Path(ident).name, pretrained=None, backbone_config=model_cfg,
-                                   preprocess=dict(self._preprocess))
-
-    def _save_pretrained(self, save_directory: Path) -> None:
-        save_directory = Path(save_directory)
-        self._saved_config().to_json(save_directory / CONFIG_FILE)
-        save_file(self.trainable_state_dict(), str(save_directory / WEIGHTS_FILE), metadata={"format": "pt"})
-        if self._bundles_backbone():
-            save_file(self.backbone_state_dict(), str(save_directory / BACKBONE_FILE), metadata={"format": "pt"})
-        else:
-            (save_directory / BACKBONE_FILE).unlink(missing_ok=True)
-        self.generate_model_card().save(save_directory / "README.md")
-
-    def generate_model_card(self, *args, **kwargs) -> ModelCard:
-        """README.md with YAML metadata (library, tags, base model, datasets, metrics) and what the weights are."""
-        info = {**self.card_info, **kwargs}
-        c = self._saved_config()
-        data = ModelCardData(
-            library_name="splip",
-            license=info.get("license", "mit"),
-            tags=["sketch-based-image-retrieval", "zero-shot", "clip", "prompt-learning", "splip"],
-            base_model=backbone_base_model(self.config),
-            datasets=info.get("datasets"),
-            metrics=sorted(info.get("metrics", {})) or None,
-            pipeline_tag="image-feature-extraction",
-        )
-        results = info.get("metrics", {})
-        table = "\n".join(f"| {k} | {v} |" for k, v in sorted(results.items())) or "| (not evaluated) | |"
-        n_params = sum(t.numel() for n, t in self.trainable_state_dict().items() if not n.startswith("mean_patch"))
-        body = f"""
-# SpLIP prompts for {c.backbone}
-
-Prompt generators (B_t, B_v, B_vt{", LayerNorms" if c.tune_layernorm and c.use_prompts else ""}) learnt on a frozen
-CLIP, following SpLIP ([Singha et al., ECCV 2024]({PAPER_URL})) for zero-shot sketch-based image retrieval.
-{info.get("description", "")}
-
-- Backbone: `{c.backbone}` ({"weights bundled as backbone.safetensors" if self._bundles_backbone() else
-  f"open_clip pretrained tag `{c.pretrained}`"})
-- Trainable tensors in `model.safetensors`: {n_params:,} parameters
-- Seen classes (condition the visual prompts): {len(c.seen_classes)}
-- Inference mode: `{c.inference_mode}`
-
-```python
-from splip_core import SpLIP
-model = SpLIP.from_pretrained("REPO_OR_DIR")
-sketch = model.encode_sketch(["sketch.png"]); photos = model.encode_photo(["a.jpg", "b.jpg"])
-scores = sketch @ photos.T
-```
-
-## Results
-
-| metric | value |
-|---|---|
-{table}
-"""
-        return ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, revision: str | None = None,
-                        local_files_only: bool = False, cache_dir: str | Path | None = None,
-                        token: str | bool | None = None, force_download: bool = False, **kwargs) -> SpLIP:
-        """Load a prompt checkpoint from a directory or a Hub repo id (honours the HF cache and HF_HUB_OFFLINE)."""
-        source = str(pretrained_model_name_or_path)
-        if not Path(source).is_dir() and (source.startswith((".", "/", "~")) or source.count("/") > 1):
-            raise CheckpointError(f"{source}: no such checkpoint directory")
-        try:
-            return super().from_pretrained(source, revision=revision, local_files_only=local_files_only,
-                                           cache_dir=cache_dir, token=token, force_download=force_download,
-                                           **kwargs)
-        except LocalEntryNotFoundError as err:
-            raise CheckpointError(
-                f"{source}: not found in the local Hugging Face cache, and the Hub could not be reached "
-                f"(offline mode or no network): {err.__class__.__name__}"
-            ) from err
-        except HFValidationError as err:
-            raise CheckpointError(f"{source}: neither a checkpoint directory nor a valid Hub repo id ({err})") from err
-        except HfHubHTTPError as err:
-            raise CheckpointError(f"{source}: could not be fetched from the Hub ({err})") from err
-
-    @classmethod
-    def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir, force_download: bool,
-                         local_files_only: bool, token, config: dict | None = None, **kwargs) -> SpLIP:
-        if config is None:
-            raise CheckpointError(f"{model_id}: no {CONFIG_FILE}; a SpLIP checkpoint holds {CONFIG_FILE} and "
-                                  f"{WEIGHTS_FILE}")
-        config = {k: v for k, v in config.items() if k != "_clip"}
-
-        def fetch(filename: str, required: bool = True) -> str | None:
-            if Path(model_id).is_dir():
-                path = Path(model_id) / filename
-                if path.is_file():
-                    return str(path)
-                if required:
-                    raise CheckpointError(f"{model_id}: missing {filename}")
-                return None
-            try:
-                return hf_hub_download(model_id, filename, revision=revision, cache_dir=cache_dir, token=token,
-                                       force_download=force_download, local_files_only=local_files_only)
-            except LocalEntryNotFoundError:
-                raise
-            except HfHubHTTPError as err:
-                if required:
-                    raise CheckpointError(f"{model_id}: missing {filename} ({err})") from err
-                return None
-
-        try:
-            spec = SpLIPConfig.from_dict(config)
-        except (ConfigError, TypeError) as err:
-            raise CheckpointError(f"{model_id}/{CONFIG_FILE}: {err}") from err
-        weights = fetch(WEIGHTS_FILE)
-        model = cls(spec)
-        bundled = fetch(BACKBONE_FILE, required=spec.backbone_config is not None)
-        if bundled is not None:
-            model.load_backbone_state_dict(_read_safetensors(bundled), f"{model_id}/{BACKBONE_FILE}")
-        model.load_trainable_state_dict(_read_safetensors(weights), f"{model_id}/{WEIGHTS_FILE}")
-        model.eval()
-        return model
+        return SpLIP(self.config.updated({"prompts": {"use_prompts": False}}), _clip=clip)
 
 
 @torch.no_grad()
@@ -568,14 +423,14 @@ def prompt_norms(model: SpLIP, sample_pixels: torch.Tensor, modality: str) -> di
     "T" (B_t output tokens), "V_tg" (B_v output), "V_ms" (B_vt output, mean over the prompted visual layers) against
     "word_embedding" (the backbone's token-embedding table) and "patch_token" (E0 of the sample); "layernorm_delta"
     is the largest |LayerNorm weight or bias - its initial value|. Prompts far above the token scale are how a loss
-    satisfied by scale shows (spec section 11). Uses the model's current conditioning; absent generators are left out.
+    satisfied by scale shows (docs/METHOD.md section 11). Uses the model's current conditioning; absent generators are left out.
     """
     modality = _check_modality(modality)
     tokens = vision_embeddings(model.clip, sample_pixels.to(model.device, model.clip.visual.conv1.weight.dtype))
     patches = tokens[:, 1:]
     norms = {"word_embedding": float(model.clip.token_embedding.weight.norm(dim=-1).mean()),
              "patch_token": float(patches.norm(dim=-1).mean())}
-    if model.config.use_prompts:
+    if model.config.prompts.use_prompts:
         prompts = model._text_prompts(modality, patches, model._conditioning())
         if prompts is not None:
             norms["T"] = float(prompts.norm(dim=-1).mean())
@@ -591,13 +446,6 @@ def prompt_norms(model: SpLIP, sample_pixels: torch.Tensor, modality: str) -> di
               for name, initial in model._frozen_ln.items()]
     norms["layernorm_delta"] = max(deltas, default=0.0)
     return norms
-
-
-def _read_safetensors(path: str) -> dict[str, torch.Tensor]:
-    try:
-        return load_file(path)
-    except Exception as err:  # safetensors raises its own SafetensorError for corrupt headers
-        raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from err
 
 
 __all__ = ["BackboneError", "CheckpointError", "SpLIP", "prompt_norms"]

@@ -40,7 +40,7 @@ def load_model(ref: str, device: str = "auto", mode: str | None = None) -> SpLIP
     """A checkpoint (directory or Hub id) on the chosen device, its inference mode overridden when `mode` is set."""
     model = SpLIP.from_pretrained(ref).to(pick_device(device))
     if mode:
-        model.config.inference_mode = mode
+        model.set_inference_mode(mode)
     return model
 
 

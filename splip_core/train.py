@@ -24,11 +24,11 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .config import SpLIPConfig
+from .config import SpLIPConfig, read_json_object
 from .configs import list_presets, load_preset
 from .data import ImageDataset, SBIRData, TripletDataset, load_dataset
 from .evaluate import embed_samples
-from .losses import SpLIPLoss
+from .losses import BatchFeatures, SpLIPLoss, shuffle_tiles
 from .metrics import retrieval_metrics
 from .model import CheckpointError, SpLIP, prompt_norms
 from .runtime import pick_device, run_cli, seed_everything, use_all_cores
@@ -134,6 +134,69 @@ def _optimizer(params: list[torch.nn.Parameter], opts: TrainOptions) -> torch.op
     return kind(params, lr=opts.lr, weight_decay=opts.weight_decay)
 
 
+def sample_class_subsets(labels: torch.Tensor, n_classes: int, k: int, generator: torch.Generator | None
+                         ) -> torch.Tensor:
+    """(B, k) class indices per image: its own label first, then k-1 other classes drawn without replacement."""
+    scores = torch.rand(len(labels), n_classes, generator=generator).to(labels.device)
+    scores[torch.arange(len(labels), device=labels.device), labels] = 2.0
+    return scores.topk(k, dim=1).indices
+
+
+def make_loss(model: SpLIP, seed: int = 0) -> SpLIPLoss:
+    """The loss of `model.config.loss` over the model's seen classes: adaptive margins read the frozen CLIP's text
+    features of "a photo of a {c}", L_class's temperature defaults to the backbone's 1/logit_scale."""
+    c = model.config.loss
+    classes = list(model.config.seen_classes)
+    margin_text = model.frozen_baseline().encode_text(classes, "photo") if c.adaptive_margin else None
+    temperature = c.temperature or 1.0 / float(model.clip.logit_scale.exp())
+    return SpLIPLoss(c, margin_text, model.embed_dim, temperature, seed)
+
+
+class TrainingStep:
+    """Runs the forward passes one batch of triplets needs for the configured loss terms, then the loss on them.
+
+    Per-image class subsets (`prompts.text_class_sample`), jigsaw shuffles and flips are drawn from the step's
+    generator, in a fixed order, so a resumed run repeats an uninterrupted one.
+    """
+
+    def __init__(self, model: SpLIP, loss_fn: SpLIPLoss):
+        self.model, self.loss_fn = model, loss_fn
+        self.frozen = model.frozen_baseline().eval() if loss_fn.config.photo_anchor_weight > 0 else None
+
+    def class_subsets(self, labels: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor | None:
+        """Each image's k seen classes for its text pass; None = all classes (the default, batch conditioning,
+        inference, or k >= the number of classes)."""
+        k, n_classes = self.model.config.prompts.text_class_sample, len(self.model.config.seen_classes)
+        if k is None or k >= n_classes or not self.model.training or not self.model.conditions_per_image:
+            return None
+        return sample_class_subsets(labels, n_classes, k, generator)
+
+    def features(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> BatchFeatures:
+        model, labels = self.model, batch["label"]
+        subset = self.class_subsets(labels, generator)
+        negative_subset = self.class_subsets(batch["negative_label"], generator)
+        # the class text comes with B_vt's pass anyway; L_class and the class-accuracy statistic read it
+        sketch, sketch_text = model(batch["sketch"], "sketch", with_class_text=True, class_subset=subset)
+        positive, positive_text = model(batch["positive"], "photo", with_class_text=True, class_subset=subset)
+        negative = model(batch["negative"], "photo", class_subset=negative_subset)
+        targets = labels if subset is None else (subset == labels[:, None]).int().argmax(1)
+        feats = BatchFeatures(sketch, positive, negative, sketch_text, positive_text, targets)
+        if self.frozen is not None:
+            photos = torch.cat([batch["positive"], batch["negative"]])
+            with torch.no_grad():
+                feats.frozen_photos = self.frozen.to(photos.device)(photos, "photo")
+        if self.loss_fn.solver is not None:
+            perms = self.loss_fn.permutations
+            y = torch.randint(len(perms), labels.shape, generator=generator).to(labels.device)
+            shuffled = shuffle_tiles(batch["sketch"], perms[y], self.loss_fn.config.jigsaw_grid)
+            feats.shuffled, feats.permutation = model(shuffled, "sketch", class_subset=subset), y
+        return feats
+
+    def __call__(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None,
+                 stats: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
+        return self.loss_fn(self.features(batch, generator), batch, stats)
+
+
 def validation_map(model: SpLIP, val_data: SBIRData, batch_size: int = 64) -> float:
     """Sketch -> photo mAP@all over all of `val_data`'s sketches and photos, in eval mode with the model's
     configured inference mode (the model is left in eval mode)."""
@@ -213,7 +276,8 @@ def train(config: SpLIPConfig, data: SBIRData, out: str | Path, opts: TrainOptio
             log.warning("config.seen_classes differ from the dataset's seen classes: using the dataset's")
         config = config.replace(seen_classes=data.seen)
     model = SpLIP(config).to(dev)
-    loss_fn = SpLIPLoss(model, data.seen, seed=opts.seed).to(dev)
+    loss_fn = make_loss(model, seed=opts.seed).to(dev)
+    step_loss = TrainingStep(model, loss_fn)
     params = [p for p in (*model.parameters(), *loss_fn.parameters()) if p.requires_grad]
     optimizer = _optimizer(params, opts)
     start, history, progress = (_load_state(out, model, loss_fn, optimizer) if resume else (0, [], _Progress()))
@@ -279,7 +343,7 @@ def train(config: SpLIPConfig, data: SBIRData, out: str | Path, opts: TrainOptio
                 group["lr"] = lr
             stats: dict[str, float] = {}
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
-                terms = loss_fn(model, batch, generator, stats)
+                terms = step_loss(batch, generator, stats)
             optimizer.zero_grad(set_to_none=True)
             terms["total"].backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(params, opts.grad_clip or math.inf)
@@ -359,10 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     data = load_dataset(args.dataset, args.data, args.split)
     val_data = load_dataset(args.dataset, args.val_data) if args.val_data else None
     preset = load_preset(args.preset) if args.preset else {"model": {}, "train": {}}
-    overrides = json.loads(Path(args.config).read_text()) if args.config else {}
-    if args.config and not isinstance(overrides, dict):
-        raise ValueError(f"{args.config}: a config file is a JSON object")
-    config = SpLIPConfig.from_dict({**preset["model"], **overrides, "seen_classes": data.seen})
+    overrides = read_json_object(args.config) if args.config else {}
+    config = SpLIPConfig.from_dict({**preset["model"], "seen_classes": data.seen}).updated(overrides)
     flags = {name: getattr(args, name) for name in OPTION_FLAGS if getattr(args, name) is not None}
     flags.update({"hflip": False} if args.no_hflip else {})
     flags.update({"amp": False} if args.no_amp else {})

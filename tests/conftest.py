@@ -1,4 +1,6 @@
-"""Shared fixtures: a tiny sketch/photo dataset on disk in the generic folder layout."""
+"""Shared fixtures: a tiny sketch/photo dataset on disk in the generic folder layout, and the demo's fake offline
+world. Plain builders and constants that tests also use by name live in _builders.py (tests never import each other).
+"""
 
 import json
 from pathlib import Path
@@ -33,3 +35,11 @@ def make_folder_dataset(root: Path, per_class: int = 4, seed: int = 0) -> Path:
 @pytest.fixture
 def folder_dataset(tmp_path) -> Path:
     return make_folder_dataset(tmp_path / "data")
+
+
+@pytest.fixture(scope="module")
+def demo_world(tmp_path_factory) -> Path:
+    """A fake weights/mini for the demo (see `build_demo_world`), one per test module."""
+    from _builders import build_demo_world  # here, not at the top: every test session imports this file
+
+    return build_demo_world(tmp_path_factory.mktemp("world") / "mini")

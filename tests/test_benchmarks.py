@@ -1,4 +1,4 @@
-"""`benchmarks/run.py --quick` runs end to end and writes a well-formed report (timings are not asserted)."""
+"""`python -m benchmarks.run --quick` runs end to end and writes a well-formed report (timings are not asserted)."""
 
 import json
 import subprocess
@@ -13,8 +13,8 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_quick_benchmark_writes_report(tmp_path):
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--json", str(out)],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", "--json", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Targets" in proc.stdout
     report = json.loads(out.read_text())

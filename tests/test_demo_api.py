@@ -3,34 +3,26 @@ clients, which files the server will hand out, the upload size limit, and `--sha
 
 from __future__ import annotations
 
-import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import gradio.networking
 import httpx
 import pytest
+from _builders import SEEN, UNSEEN, free_port
 from gradio_client import Client, handle_file
 from PIL import Image, ImageDraw
-from test_demo_handlers import SEEN, UNSEEN, build_world
 
 from demo import DemoState, build_app
-from demo.gallery import UploadLimits
 from demo.server import serve
+from demo.uploads import UploadLimits
 
 K = 4
 pytestmark = pytest.mark.filterwarnings("ignore:(.*no_silent_downcasting|The copy keyword)")  # Gradio's pandas use
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    world = build_world(tmp_path_factory.mktemp("world") / "mini")
-    state = DemoState.create(cache_dir=tmp_path_factory.mktemp("cache"), top_k=K, mini_dir=world,
+def served(demo_world, tmp_path_factory):
+    state = DemoState.create(cache_dir=tmp_path_factory.mktemp("cache"), top_k=K, mini_dir=demo_world,
                              limits=UploadLimits(max_file_bytes=1024 * 1024))
     app = build_app(state)
     url, _ = serve(app, state, "127.0.0.1", free_port(), block=False)
@@ -119,10 +111,10 @@ def test_share_without_network_says_so_in_one_line_and_serves_locally(served, mo
 
 
 def test_search_is_a_typed_api_endpoint_that_refuses_files_it_did_not_receive(client, served):
-    """/search comes from gr.api: typed parameters (mode is one of ZS/GZS/FG) and no hidden UI components; a
+    """/search comes from gr.api: typed parameters (setting is one of ZS/GZS/FG) and no hidden UI components; a
     raw call naming a server file instead of an upload is refused by Gradio before the handler sees it."""
     params = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/search"]["parameters"]
-    assert [p["parameter_name"] for p in params] == ["sketch", "mode", "k"]
+    assert [p["parameter_name"] for p in params] == ["sketch", "setting", "k"]
     assert params[1]["type"]["enum"] == ["ZS", "GZS", "FG"] and params[2]["parameter_default"] == 10
     url = served[1]
     call = httpx.post(f"{url}gradio_api/call/search", json={"data": [

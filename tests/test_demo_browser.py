@@ -1,5 +1,5 @@
 """The demo in a real browser: Debian's chromium, driven by Playwright, draws on the sketchpad with the mouse and
-checks the captioned results, the mode switch, the clear-canvas hint and the example sketches.
+checks the captioned results, the retrieval-setting switch, the clear-canvas hint and the example sketches.
 
 Leaves a screenshot in artifacts/demo-browser.png.
 """
@@ -10,8 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
-from test_demo_api import free_port
-from test_demo_handlers import PHOTOS_PER_CLASS, UNSEEN, build_world
+from _builders import PHOTOS_PER_CLASS, UNSEEN, free_port
 
 from demo import DemoState, build_app
 from demo.handlers import HINT
@@ -30,9 +29,8 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    world = build_world(tmp_path_factory.mktemp("world") / "mini")
-    state = DemoState.create(cache_dir=tmp_path_factory.mktemp("cache"), top_k=K, mini_dir=world)
+def served(demo_world, tmp_path_factory):
+    state = DemoState.create(cache_dir=tmp_path_factory.mktemp("cache"), top_k=K, mini_dir=demo_world)
     app = build_app(state)
     local_url, _ = serve(app, state, "127.0.0.1", free_port(), block=False)
     yield state, local_url

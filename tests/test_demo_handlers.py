@@ -1,8 +1,7 @@
 """The demo's handlers called directly (no server, no browser): canvas handling, search views and modes, the API's
 data, stale results, model fallbacks, uploads (limits, zip bombs, path traversal), the embedding cache, About tab.
 
-`build_world` writes a fake offline world (tiny random model + generated photos and sketches); the API and browser
-tests import it too.
+`demo_world` (conftest.py) is a fake offline world: a tiny random model with generated photos and sketches.
 """
 
 from __future__ import annotations
@@ -16,49 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _builders import PHOTOS_PER_CLASS, SEEN, UNSEEN
 from PIL import Image, ImageDraw
 
 import app as app_module
 from demo import handlers
-from demo.gallery import UploadError, UploadLimits, prepare_upload
 from demo.handlers import HINT, BadQuery, LatestOnly, canvas_image, search_view
-from demo.state import DemoState, UserGalleries, choose_mode, find_examples, load_model
+from demo.state import DemoState, UserGalleries, choose_inference_mode, find_examples, load_model
+from demo.uploads import UploadError, UploadLimits, prepare_upload
 from splip_core import SpLIP
 from splip_core.preprocess import crop_to_ink, drawn_sketch, is_blank
-from splip_core.testing import tiny_model
-
-SEEN = ["cat", "dog", "apple"]
-UNSEEN = ["hot_air_balloon", "guitar"]
-PHOTOS_PER_CLASS = 3
-
-
-def build_world(root: Path, evaluation: bool = True) -> Path:
-    """A fake weights/mini: tiny model, 3 photos and 1 sketch per class, split.json and evaluation.json."""
-    tiny_model(seed=3, seen_classes=SEEN).save_pretrained(root)
-    rng = np.random.default_rng(0)
-    for c, cls in enumerate(SEEN + UNSEEN):
-        for j in range(PHOTOS_PER_CLASS):
-            box = [8 + 4 * c, 8 + 3 * j, 56 - 2 * j, 56 - 3 * c]
-            photo = Image.new("RGB", (64, 64), tuple(int(v) for v in rng.integers(0, 255, 3)))
-            ImageDraw.Draw(photo).ellipse(box, fill=tuple(int(v) for v in rng.integers(0, 255, 3)))
-            (root / "gallery" / "photo" / cls).mkdir(parents=True, exist_ok=True)
-            photo.save(root / "gallery" / "photo" / cls / f"{cls[:3]}{j}.jpg")
-        sketch = Image.new("RGB", (64, 64), "white")
-        ImageDraw.Draw(sketch).ellipse([8 + 4 * c, 8, 56, 56 - 3 * c], outline="black", width=2)
-        (root / "gallery" / "sketch" / cls).mkdir(parents=True, exist_ok=True)
-        sketch.save(root / "gallery" / "sketch" / cls / f"{cls[:3]}0-1.png")
-    (root / "gallery" / "split.json").write_text(json.dumps({"seen": SEEN, "unseen": UNSEEN}))
-    if evaluation:
-        classes = SEEN + UNSEEN
-        (root / "evaluation.json").write_text(json.dumps({
-            "settings": {"zs": {"baseline": {"mAP@all": 0.2, "P@100": 0.1}, "splip": {"mAP@all": 0.4, "P@100": 0.3},
-                                "chance": {"mAP@all": 0.1, "P@100": 0.1}, "num_queries": 7, "num_gallery": 9,
-                                "difference": {"mAP@all": {"mean_difference": 0.2, "ci_low": 0.05, "ci_high": 0.31}}},
-                         "fg": {"baseline": {"Acc@1": 0.1, "Acc@5": 0.3}, "splip": {"Acc@1": 0.2, "Acc@5": 0.5}}},
-            "per_class_ap": {"baseline": {c: 0.1 * i for i, c in enumerate(classes)},
-                             "splip": {c: 0.15 * i for i, c in enumerate(classes)}},
-            "seen": SEEN, "unseen": UNSEEN}))
-    return root
 
 
 def drawing(size: int = 512, offset: int = 0) -> dict:
@@ -70,13 +36,8 @@ def drawing(size: int = 512, offset: int = 0) -> dict:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Path:
-    return build_world(tmp_path_factory.mktemp("world") / "mini")
-
-
-@pytest.fixture(scope="module")
-def state(world, tmp_path_factory) -> DemoState:
-    return DemoState.create(cache_dir=tmp_path_factory.mktemp("cache"), top_k=4, mini_dir=world)
+def state(demo_world, tmp_path_factory) -> DemoState:
+    return DemoState.create(cache_dir=tmp_path_factory.mktemp("cache"), top_k=4, mini_dir=demo_world)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -147,11 +108,11 @@ def test_search_returns_k_captioned_results_for_both_models(state):
 
 
 @pytest.mark.parametrize("backend", ["faiss-flat", "milvus"])
-def test_other_search_backends_and_fast_mode_give_the_exact_ranking(state, world, tmp_path, backend):
-    other = DemoState.create(cache_dir=tmp_path / "cache", top_k=4, mini_dir=world, backend=backend, mode="fast",
-                             milvus_uri=str(tmp_path / "gallery.db"))
+def test_other_search_backends_and_fast_mode_give_the_exact_ranking(state, demo_world, tmp_path, backend):
+    other = DemoState.create(cache_dir=tmp_path / "cache", top_k=4, mini_dir=demo_world, backend=backend,
+                             inference_mode="fast", milvus_uri=str(tmp_path / "gallery.db"))
     assert other.model.config.inference_mode == "fast" and other.backend == backend
-    fast_exact = DemoState.create(cache_dir=tmp_path / "cache", top_k=4, mini_dir=world, mode="fast")
+    fast_exact = DemoState.create(cache_dir=tmp_path / "cache", top_k=4, mini_dir=demo_world, inference_mode="fast")
     got = search_view(other, drawing(), "GZS", 4)
     want = search_view(fast_exact, drawing(), "GZS", 4)
     assert [p for p, _ in got.results] == [p for p, _ in want.results]
@@ -193,7 +154,7 @@ def test_api_search_returns_plain_ranked_rows(state):
         folder = row["photo"].split("/")[0]
         assert row["category"] == folder.replace("_", " ") and row["seen"] == (folder in SEEN)
     assert handlers.api_search(state, None) == []
-    with pytest.raises(BadQuery, match="mode must be one of"):
+    with pytest.raises(BadQuery, match="setting must be one of"):
         handlers.api_search(state, drawing(), "XYZ")
     with pytest.raises(BadQuery, match="not a usable image"):
         handlers.api_search(state, {"background": None, "layers": [], "composite": b"not an image"})
@@ -210,11 +171,11 @@ def test_a_stale_result_never_overwrites_a_newer_one():
 
 # ----------------------------------------------------------------------------------------------------------------
 # models and galleries
-def test_unloadable_model_falls_back_to_the_offline_world_with_a_notice(world, tmp_path):
-    loaded = load_model(str(tmp_path / "no-such-checkpoint"), mini_dir=world)
-    assert loaded.directory == world and "Could not load the model" in loaded.notices[0]
-    offline_hub = load_model("nobody/no-such-repo", offline=True, mini_dir=world)
-    assert offline_hub.directory == world and offline_hub.notices
+def test_unloadable_model_falls_back_to_the_offline_world_with_a_notice(demo_world, tmp_path):
+    loaded = load_model(str(tmp_path / "no-such-checkpoint"), mini_dir=demo_world)
+    assert loaded.directory == demo_world and "Could not load the model" in loaded.notices[0]
+    offline_hub = load_model("nobody/no-such-repo", offline=True, mini_dir=demo_world)
+    assert offline_hub.directory == demo_world and offline_hub.notices
 
 
 def test_missing_offline_world_runs_a_random_tiny_model_honestly(tmp_path):
@@ -226,7 +187,7 @@ def test_missing_offline_world_runs_a_random_tiny_model_honestly(tmp_path):
     assert "random tiny model" in info and "**Gallery:** none" in info
 
 
-def test_gallery_folder_counts_non_images_and_restarts_from_the_cache(world, tmp_path, monkeypatch):
+def test_gallery_folder_counts_non_images_and_restarts_from_the_cache(demo_world, tmp_path, monkeypatch):
     folder = tmp_path / "photos"
     for cls in ("cat", "zebra"):
         (folder / cls).mkdir(parents=True)
@@ -235,7 +196,7 @@ def test_gallery_folder_counts_non_images_and_restarts_from_the_cache(world, tmp
     Image.new("RGB", (32, 32), "red").save(folder / "loose.jpg")
     (folder / "notes.txt").write_text("not a photo")
     (folder / "cat" / "broken.jpg").write_bytes(b"garbage")
-    state = DemoState.create(gallery=folder, cache_dir=tmp_path / "cache", mini_dir=world)
+    state = DemoState.create(gallery=folder, cache_dir=tmp_path / "cache", mini_dir=demo_world)
     described = state.space.describe()
     assert "5 photos" in described and "1 unlabelled" in described and "2 files skipped (1 not images)" in described
     assert state.space.status("zebra") == "unseen" and state.space.status("cat") == "seen"
@@ -243,18 +204,18 @@ def test_gallery_folder_counts_non_images_and_restarts_from_the_cache(world, tmp
     calls = []
     real = SpLIP.encode_photo
     monkeypatch.setattr(SpLIP, "encode_photo", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
-    again = DemoState.create(gallery=folder, cache_dir=tmp_path / "cache", mini_dir=world)
+    again = DemoState.create(gallery=folder, cache_dir=tmp_path / "cache", mini_dir=demo_world)
     assert calls == [] and len(again.space) == 5  # embeddings came from the cache
 
 
-def test_missing_gallery_folder_is_an_error(world, tmp_path):
+def test_missing_gallery_folder_is_an_error(demo_world, tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        DemoState.create(gallery=tmp_path / "nope", cache_dir=tmp_path / "cache", mini_dir=world)
+        DemoState.create(gallery=tmp_path / "nope", cache_dir=tmp_path / "cache", mini_dir=demo_world)
 
 
-def test_allowed_paths_are_only_gallery_examples_and_uploads(state, world):
+def test_allowed_paths_are_only_gallery_examples_and_uploads(state, demo_world):
     allowed = {Path(p) for p in state.allowed_paths()}
-    assert allowed == {world / "gallery" / "photo", world / "gallery" / "sketch", state.upload_dir}
+    assert allowed == {demo_world / "gallery" / "photo", demo_world / "gallery" / "sketch", state.upload_dir}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -469,32 +430,32 @@ def test_one_search_preprocesses_once_and_encodes_each_column_once(state, monkey
     assert sorted(calls) == ["preprocess", "splip"]
 
 
-def test_fast_mode_is_the_default_only_where_the_evaluation_shows_no_loss(world, tmp_path):
+def test_fast_mode_is_the_default_only_where_the_evaluation_shows_no_loss(demo_world, tmp_path):
     def modes(fast, faithful):
         return {"modes": {"fast": {"mAP@all": fast}, "faithful": {"mAP@all": faithful}}}
 
-    assert choose_mode(modes(0.1716, 0.1717))[0] == "fast" and "17.16 (fast) vs 17.17" in choose_mode(
-        modes(0.1716, 0.1717))[1]
-    assert choose_mode(modes(0.15, 0.17)) == (None, "") and choose_mode(None) == (None, "")
+    chosen, why = choose_inference_mode(modes(0.1716, 0.1717))
+    assert chosen == "fast" and "17.16 (fast) vs 17.17" in why
+    assert choose_inference_mode(modes(0.15, 0.17)) == (None, "") and choose_inference_mode(None) == (None, "")
     copy = tmp_path / "world"
-    shutil.copytree(world, copy)
+    shutil.copytree(demo_world, copy)
     evaluation = json.loads((copy / "evaluation.json").read_text()) | modes(0.2, 0.2)
     (copy / "evaluation.json").write_text(json.dumps(evaluation))
     chosen = DemoState.create(cache_dir=tmp_path / "cache", mini_dir=copy)
     assert chosen.model.config.inference_mode == "fast" and "no accuracy cost" in chosen.info_line(chosen.space)
-    forced = DemoState.create(cache_dir=tmp_path / "cache", mini_dir=copy, mode="faithful")
-    assert forced.model.config.inference_mode == "faithful" and forced.mode_note == ""
+    forced = DemoState.create(cache_dir=tmp_path / "cache", mini_dir=copy, inference_mode="faithful")
+    assert forced.model.config.inference_mode == "faithful" and forced.inference_note == ""
 
 
-def test_shipped_embeddings_make_a_cold_start_embed_nothing(world, tmp_path, monkeypatch, capsys):
+def test_shipped_embeddings_make_a_cold_start_embed_nothing(demo_world, tmp_path, monkeypatch, capsys):
     from splip_core.cache import main as cache_main
 
     copy = tmp_path / "world"
-    shutil.copytree(world, copy)
+    shutil.copytree(demo_world, copy)
     assert cache_main(["prebuild", "--model", str(copy), "--gallery", str(copy / "gallery" / "photo"),
                        "--out", str(copy / "embeddings")]) == 0
     assert "SpLIP faithful: 15 photos" in capsys.readouterr().out
-    reference = DemoState.create(cache_dir=tmp_path / "plain", mini_dir=world)
+    reference = DemoState.create(cache_dir=tmp_path / "plain", mini_dir=demo_world)
     calls = []
     real = SpLIP.encode_photo
     monkeypatch.setattr(SpLIP, "encode_photo", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))

@@ -8,7 +8,7 @@ from splip_core.data import load_dataset
 from splip_core.evaluate import evaluate, format_table
 from splip_core.evaluate import main as evaluate_main
 from splip_core.runtime import run_cli
-from splip_core.testing import tiny_model
+from splip_core.tiny import tiny_model
 
 
 @pytest.fixture

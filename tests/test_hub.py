@@ -15,7 +15,7 @@ from huggingface_hub.utils import _http
 from safetensors.torch import load_file, save_file
 
 from splip_core import BackboneError, CheckpointError, SpLIP, SpLIPConfig
-from splip_core.testing import tiny_backbone_config, tiny_model
+from splip_core.tiny import tiny_backbone_config, tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,7 +39,8 @@ def test_save_then_load_gives_identical_embeddings(tmp_path):
     assert files == ["README.md", "backbone.safetensors", "config.json", "model.safetensors"]
     loaded = SpLIP.from_pretrained(tmp_path / "ckpt")
     for mode in ("faithful", "fast"):
-        model.config.inference_mode = loaded.config.inference_mode = mode
+        model.set_inference_mode(mode)
+        loaded.set_inference_mode(mode)
         assert torch.equal(model.encode_sketch(_pixels()), loaded.encode_sketch(_pixels()))
         assert torch.equal(model.encode_photo(_pixels()), loaded.encode_photo(_pixels()))
     assert torch.equal(model.encode_text(["cat"]), loaded.encode_text(["cat"]))
@@ -64,11 +65,11 @@ def test_checkpoint_holds_only_trainable_tensors_and_a_model_card(tmp_path):
     assert "sketch-based-image-retrieval" in meta["tags"]
     assert meta["datasets"] == ["sketchy"] and meta["metrics"] == ["map"]
     assert "| map | 0.5 |" in card
-    assert json.loads((tmp_path / "config.json").read_text())["backbone_config"] == tiny_backbone_config()
+    assert json.loads((tmp_path / "config.json").read_text())["backbone"]["model_config"] == tiny_backbone_config()
 
 
 def test_named_backbone_records_its_pretrained_tag_and_base_model(tmp_path):
-    model = SpLIP(SpLIPConfig(backbone="ViT-B-32", pretrained="openai", seen_classes=["cat"]),
+    model = SpLIP(SpLIPConfig.from_dict({"backbone": "ViT-B-32", "pretrained": "openai", "seen_classes": ["cat"]}),
                   _clip=tiny_model().clip)
     model.save_pretrained(tmp_path)
     assert not (tmp_path / "backbone.safetensors").exists()
@@ -82,12 +83,13 @@ def test_local_dir_backbone_in_open_clip_layout_is_bundled_on_save(tmp_path):
     backbone_dir.mkdir()
     (backbone_dir / "open_clip_config.json").write_text(json.dumps({"model_cfg": tiny_backbone_config()}))
     save_file(source.backbone_state_dict(), str(backbone_dir / "open_clip_model.safetensors"))
-    model = SpLIP(SpLIPConfig(backbone=f"local-dir:{backbone_dir}", pretrained=None, seen_classes=["cat", "dog"]))
+    model = SpLIP(SpLIPConfig.from_dict({"backbone": {"name": f"local-dir:{backbone_dir}", "pretrained": None},
+                                                "seen_classes": ["cat", "dog"]}))
     baseline = model.frozen_baseline().encode_photo(_pixels())
     assert torch.equal(baseline, source.frozen_baseline().encode_photo(_pixels()))
     model.save_pretrained(tmp_path / "ckpt")
     saved = json.loads((tmp_path / "ckpt" / "config.json").read_text())
-    assert saved["backbone"] == "mini-clip" and saved["backbone_config"] == tiny_backbone_config()
+    assert saved["backbone"]["name"] == "mini-clip" and saved["backbone"]["model_config"] == tiny_backbone_config()
     loaded = SpLIP.from_pretrained(tmp_path / "ckpt")
     assert torch.equal(loaded.encode_photo(_pixels()), model.encode_photo(_pixels()))
 
@@ -227,6 +229,7 @@ def test_corrupt_weights_file_is_named(tmp_path):
 
 def test_unknown_backbone_and_tag_are_named():
     with pytest.raises(BackboneError, match="unknown open_clip backbone 'ViT-Q-99'"):
-        SpLIP(SpLIPConfig(backbone="ViT-Q-99", seen_classes=["cat"]))
+        SpLIP(SpLIPConfig.from_dict({"backbone": {"name": "ViT-Q-99"}, "seen_classes": ["cat"]}))
     with pytest.raises(BackboneError, match="has no pretrained tag 'nonsense'"):
-        SpLIP(SpLIPConfig(backbone="ViT-B-32", pretrained="nonsense", seen_classes=["cat"]))
+        SpLIP(SpLIPConfig.from_dict({"backbone": {"name": "ViT-B-32", "pretrained": "nonsense"},
+                                           "seen_classes": ["cat"]}))

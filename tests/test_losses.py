@@ -6,17 +6,19 @@ import math
 import pytest
 import torch
 
+from splip_core.config import LossConfig
 from splip_core.losses import (
+    BatchFeatures,
     SpLIPLoss,
     class_loss,
     contrastive_loss,
     hardest_negatives,
     max_hamming_permutations,
-    sample_class_subsets,
     shuffle_tiles,
     triplet_loss,
 )
-from splip_core.testing import TINY_CLASSES, tiny_model
+from splip_core.tiny import TINY_CLASSES, tiny_model
+from splip_core.train import TrainingStep, make_loss, sample_class_subsets
 
 
 def _batch(n=4, seed=0):
@@ -77,12 +79,12 @@ def test_class_loss_accepts_shared_or_per_image_class_text():
 
 def test_adaptive_margin_is_the_cosine_of_class_texts_and_fixed_for_same_class_pairs():
     model = tiny_model()
-    loss = SpLIPLoss(model, TINY_CLASSES)
+    loss = make_loss(model)
     text = model.frozen_baseline().encode_text(TINY_CLASSES, "photo")
     margins = loss.margins(torch.tensor([0, 1, 2]), torch.tensor([1, 1, 5]))
     assert margins[0].item() == pytest.approx(float(text[0] @ text[1]), abs=1e-5)
-    assert margins[1].item() == pytest.approx(model.config.fixed_margin)
-    fixed = SpLIPLoss(tiny_model(adaptive_margin=False), TINY_CLASSES)
+    assert margins[1].item() == pytest.approx(model.config.loss.fixed_margin)
+    fixed = make_loss(tiny_model(adaptive_margin=False))
     assert torch.allclose(fixed.margins(torch.tensor([0, 1]), torch.tensor([1, 2])), torch.tensor([0.2, 0.2]))
 
 
@@ -90,11 +92,11 @@ def test_adaptive_margin_is_the_cosine_of_class_texts_and_fixed_for_same_class_p
 def test_each_term_alone_sends_gradient_to_the_prompt_generators(term):
     flags = {"use_triplet": term == "triplet", "use_class_loss": term == "class", "use_jigsaw": term == "jigsaw"}
     model = tiny_model(**flags).train()
-    loss_fn = SpLIPLoss(model, TINY_CLASSES)
-    terms = loss_fn(model, _batch(), torch.Generator().manual_seed(0))
+    loss_fn = make_loss(model)
+    terms = TrainingStep(model, loss_fn)(_batch(), torch.Generator().manual_seed(0))
     assert terms[term].item() > 0
     assert terms["total"].item() == pytest.approx(
-        {"triplet": 1.0, "class": model.config.alpha, "jigsaw": model.config.beta}[term] * terms[term].item()
+        {"triplet": 1.0, "class": model.config.loss.alpha, "jigsaw": model.config.loss.beta}[term] * terms[term].item()
     )
     terms["total"].backward()
     for module in ("b_t", "b_v", "b_vt"):
@@ -106,13 +108,13 @@ def test_each_term_alone_sends_gradient_to_the_prompt_generators(term):
 
 def test_a_few_steps_lower_the_total_loss():
     model = tiny_model().train()
-    loss_fn = SpLIPLoss(model, TINY_CLASSES)
+    loss_fn = make_loss(model)
     params = [p for p in itertools.chain(model.parameters(), loss_fn.parameters()) if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=3e-3)
     batch = _batch(4)
     losses = []
     for _ in range(8):
-        terms = loss_fn(model, batch, torch.Generator().manual_seed(0))
+        terms = TrainingStep(model, loss_fn)(batch, torch.Generator().manual_seed(0))
         optimizer.zero_grad()
         terms["total"].backward()
         optimizer.step()
@@ -126,11 +128,11 @@ def test_margin_min_clamps_only_the_adaptive_margins_from_below():
     labels, negatives = torch.tensor([0, 0, 1, 2, 3]), torch.tensor([1, 2, 3, 4, 3])
     cosines = (text[labels] * text[negatives]).sum(-1)
     floor = float(cosines[:4].sort().values[1])  # between the adaptive margins: some get clamped, some do not
-    clamped = SpLIPLoss(tiny_model(margin_min=floor), TINY_CLASSES).margins(labels, negatives)
+    clamped = make_loss(tiny_model(margin_min=floor)).margins(labels, negatives)
     expected = torch.where(labels == negatives, torch.tensor(0.2), cosines.clamp(min=floor))
     assert torch.allclose(clamped, expected, atol=1e-6)
     assert (clamped[:4] == floor).any() and (clamped[:4] > floor).any()
-    assert torch.allclose(SpLIPLoss(model, TINY_CLASSES).margins(labels, negatives)[:4], cosines[:4], atol=1e-6)
+    assert torch.allclose(make_loss(model).margins(labels, negatives)[:4], cosines[:4], atol=1e-6)
 
 
 def test_contrastive_loss_matches_a_hand_computation_with_multiple_positives():
@@ -160,11 +162,11 @@ def test_contrastive_loss_matches_a_hand_computation_with_multiple_positives():
 
 def test_contrastive_term_enters_the_total_with_its_weight():
     model = tiny_model(use_contrastive=True, contrastive_weight=0.5, use_jigsaw=False).train()
-    terms = SpLIPLoss(model, TINY_CLASSES)(model, _batch(), torch.Generator().manual_seed(0))
+    terms = TrainingStep(model, make_loss(model))(_batch(), torch.Generator().manual_seed(0))
     assert terms["contrastive"].item() > 0
-    expected = terms["triplet"] + 0.5 * terms["contrastive"] + model.config.alpha * terms["class"]
+    expected = terms["triplet"] + 0.5 * terms["contrastive"] + model.config.loss.alpha * terms["class"]
     assert terms["total"].item() == pytest.approx(expected.item(), rel=1e-6)
-    off = SpLIPLoss(tiny_model(), TINY_CLASSES)(tiny_model().train(), _batch(), torch.Generator().manual_seed(0))
+    off = TrainingStep(tiny_model().train(), make_loss(tiny_model()))(_batch(), torch.Generator().manual_seed(0))
     assert off["contrastive"].item() == 0
 
 
@@ -179,9 +181,9 @@ def test_hardest_negative_is_the_most_similar_photo_with_another_key():
 
 def test_batch_hard_triplets_use_the_hardest_in_batch_photo_and_its_margin():
     model = tiny_model(triplet_mining="batch_hard", use_class_loss=False, use_jigsaw=False)
-    loss_fn = SpLIPLoss(model, TINY_CLASSES)
+    loss_fn = make_loss(model)
     batch = _batch(6)
-    terms = loss_fn(model, batch)
+    terms = TrainingStep(model, loss_fn)(batch)
     f_s, f_p, f_n = (model(batch[k], m) for k, m in (("sketch", "sketch"), ("positive", "photo"),
                                                      ("negative", "photo")))
     photos, photo_labels = torch.cat([f_p, f_n]), torch.cat([batch["label"], batch["negative_label"]])
@@ -194,11 +196,11 @@ def test_batch_hard_triplets_use_the_hardest_in_batch_photo_and_its_margin():
 
 def test_instance_keys_decide_the_matches_of_the_in_batch_terms():
     model = tiny_model(use_contrastive=True, triplet_mining="batch_hard", use_class_loss=False, use_jigsaw=False)
-    loss_fn = SpLIPLoss(model, TINY_CLASSES)
+    loss_fn = make_loss(model)
     batch = _batch(4)
     batch["label"] = batch["negative_label"] = torch.zeros(4, dtype=torch.long)  # FG: negatives of the same class
     batch["positive_key"], batch["negative_key"] = torch.tensor([0, 1, 2, 3]), torch.tensor([1, 2, 3, -1])
-    terms = loss_fn(model, batch)
+    terms = TrainingStep(model, loss_fn)(batch)
     f_s, f_p = model(batch["sketch"], "sketch"), model(batch["positive"], "photo")
     expected = contrastive_loss(f_s, f_p, batch["positive_key"], batch["positive_key"], 0.07)
     assert terms["contrastive"].item() == pytest.approx(expected.item(), abs=1e-5)
@@ -208,7 +210,7 @@ def test_instance_keys_decide_the_matches_of_the_in_batch_terms():
 def test_stats_report_cosines_margins_and_accuracies():
     model = tiny_model().train()
     stats = {}
-    SpLIPLoss(model, TINY_CLASSES)(model, _batch(), torch.Generator().manual_seed(0), stats)
+    TrainingStep(model, make_loss(model))(_batch(), torch.Generator().manual_seed(0), stats)
     assert set(stats) == {"pos_cos", "neg_cos", "margin", "negative_margins", "active_triplets", "class_acc",
                           "jigsaw_acc"}
     assert all(isinstance(v, float) for v in stats.values())
@@ -228,32 +230,47 @@ def test_class_subsets_hold_the_own_class_first_and_are_seeded():
 
 def test_class_loss_over_a_subset_targets_the_own_class():
     model = tiny_model(text_class_sample=3, use_triplet=False, use_jigsaw=False, class_loss_on="sketch").train()
-    loss_fn = SpLIPLoss(model, TINY_CLASSES)
+    loss_fn = make_loss(model)
     batch = _batch(4)
-    terms = loss_fn(model, batch, torch.Generator().manual_seed(0))
+    terms = TrainingStep(model, loss_fn)(batch, torch.Generator().manual_seed(0))
     subset = sample_class_subsets(batch["label"], len(TINY_CLASSES), 3, torch.Generator().manual_seed(0))
     feats, text = model(batch["sketch"], "sketch", with_class_text=True, class_subset=subset)
     logits = torch.einsum("bd,bcd->bc", feats, text) / loss_fn.temperature
     assert text.shape == (4, 3, 32)
     expected = torch.nn.functional.cross_entropy(logits, torch.zeros(4, dtype=torch.long))
     assert terms["class"].item() == pytest.approx(expected.item(), rel=1e-5)
-    assert loss_fn.class_subsets(model.eval(), batch["label"], None) is None  # inference: every seen class
+    assert TrainingStep(model.eval(), loss_fn).class_subsets(batch["label"], None) is None  # inference: all
     batch_model = tiny_model(text_class_sample=3, train_text_conditioning="batch").train()
-    assert SpLIPLoss(batch_model, TINY_CLASSES).class_subsets(batch_model, batch["label"], None) is None
+    assert TrainingStep(batch_model, make_loss(batch_model)).class_subsets(batch["label"], None) is None
 
 
 def test_photo_anchor_is_one_minus_the_cosine_to_the_frozen_clip_and_trains_nothing_frozen():
     model = tiny_model(photo_anchor_weight=2.0, use_jigsaw=False).train()
-    loss_fn = SpLIPLoss(model, TINY_CLASSES)
+    loss_fn = make_loss(model)
     batch = _batch()
-    terms = loss_fn(model, batch, torch.Generator().manual_seed(0))
+    terms = TrainingStep(model, loss_fn)(batch, torch.Generator().manual_seed(0))
     photos = torch.cat([batch["positive"], batch["negative"]])
     with torch.no_grad():
         mine, frozen = model(photos, "photo"), model.frozen_baseline()(photos, "photo")
     assert terms["anchor"].item() == pytest.approx((1 - (mine * frozen).sum(-1)).mean().item(), rel=1e-4)
     assert 0 < terms["anchor"].item() < 2
-    expected = terms["triplet"] + model.config.alpha * terms["class"] + 2.0 * terms["anchor"]
+    expected = terms["triplet"] + model.config.loss.alpha * terms["class"] + 2.0 * terms["anchor"]
     assert terms["total"].item() == pytest.approx(expected.item(), rel=1e-6)
     assert not list(loss_fn.parameters()) and set(loss_fn.state_dict()) == {"permutations"}  # frozen copy: not kept
     plain = tiny_model(use_jigsaw=False).train()
-    assert SpLIPLoss(plain, TINY_CLASSES)(plain, batch)["anchor"].item() == 0
+    assert TrainingStep(plain, make_loss(plain))(batch)["anchor"].item() == 0
+
+
+def test_the_loss_takes_features_and_runs_no_model():
+    """SpLIPLoss holds no model: given features and labels it computes every term by its definition."""
+    g = torch.Generator().manual_seed(3)
+    unit = [torch.nn.functional.normalize(torch.randn(4, 8, generator=g), dim=-1) for _ in range(3)]
+    config = LossConfig(adaptive_margin=False, use_class_loss=False, use_jigsaw=False)
+    loss_fn = SpLIPLoss(config, None, dim=8, temperature=0.01)
+    assert not any(isinstance(m, torch.nn.Module) and hasattr(m, "encode_image") for m in loss_fn.modules())
+    labels = torch.tensor([0, 1, 2, 3])
+    terms = loss_fn(BatchFeatures(*unit), {"label": labels, "negative_label": (labels + 1) % 4})
+    assert terms["triplet"].item() == pytest.approx(triplet_loss(*unit, torch.full((4,), 0.2)).item(), abs=1e-6)
+    assert terms["total"].item() == pytest.approx(terms["triplet"].item())
+    with pytest.raises(ValueError, match="margin_text"):
+        SpLIPLoss(LossConfig(), None, dim=8, temperature=0.01)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_mini_world import CFG, make_fixture
+from _builders import CFG, make_mini_packages
 
 from splip_core import SpLIP
 from splip_core.data import load_dataset
@@ -17,7 +17,7 @@ SHIPPED = Path(__file__).resolve().parents[1] / "weights" / "mini"
 
 @pytest.mark.slow
 def test_build_runs_end_to_end_on_a_fixture_resumes_and_its_numbers_reproduce(tmp_path):
-    packages, icon_map = make_fixture(tmp_path / "packages")
+    packages, icon_map = make_mini_packages(tmp_path / "packages")
     cfg = BuildConfig(seed=3, world=CFG, pretrain_steps=2, pretrain_batch_size=16,
                       train_overrides={"max_steps": 2, "batch_size": 8, "eval_every": 1, "epochs": 2},
                       ablations=("w/o B_vt", "paper preset"))
@@ -55,6 +55,20 @@ def test_shipped_weights_reproduce_their_recorded_zs_subset_map():
     got = evaluate(model, data, check["setting"], baseline=False, max_queries=check["max_queries"],
                    seed=check["seed"])
     assert 100 * got["splip"]["mAP@all"] == pytest.approx(100 * check["mAP@all"], abs=0.5)
+
+
+def test_shipped_flat_config_loads_into_sections_and_its_embedding_seeds_match():
+    """weights/mini was saved before the config had sections: it must load unchanged, and its shipped embedding
+    seeds must be keyed by the fingerprints the app computes from it (else a cold start re-embeds the gallery)."""
+    raw = json.loads((SHIPPED / "config.json").read_text())
+    assert "alpha" in raw and "loss" not in raw  # still the flat form
+    model = SpLIP.from_pretrained(SHIPPED)
+    assert model.config.backbone.name == raw["backbone"] and model.config.loss.alpha == raw["alpha"]
+    assert model.config.prompts.text_class_sample == raw["text_class_sample"]
+    seeds = {p.name.split("-")[0] + "-" + p.name.split("-")[1] for p in (SHIPPED / "embeddings").iterdir()}
+    for mode in ("fast", "faithful"):
+        model.set_inference_mode(mode)
+        assert {f"{model.fingerprint()}-{mode}", f"{model.frozen_baseline().fingerprint()}-{mode}"} <= seeds, mode
 
 
 def test_shipped_world_is_small_and_its_files_are_safetensors_json_and_images():

@@ -8,100 +8,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from _builders import CFG, CONCEPTS, SETS, TEST_FAMILIES, make_mini_packages
 from PIL import Image
 
 from splip_core.mini import concepts as cpt
 from splip_core.mini import pretrain, render, world
 from splip_core.mini.sources import Artwork, IconMapError, fetch_packages, load_icon_map
 
-CONCEPTS = ["airplane", "apple", "bell", "bicycle", "cat", "cup", "dog", "fish", "guitar", "house", "key", "star",
-            "sun", "tree", "umbrella", "anvil"]
-# set key -> (package, family, role, names); "om" and "om-color" are one design family with the same icons (FG)
-SETS = {
-    "alpha": ("@iconify-json/alpha", "alpha", "sketch", "iconify"),
-    "beta": ("@iconify-json/beta", "beta", "sketch", "iconify"),
-    "beta-light": ("@iconify-json/beta", "beta", "sketch", "iconify"),
-    "gamma": ("@iconify-json/gamma", "gamma", "sketch", "iconify"),
-    "delta": ("@iconify-json/delta", "delta", "sketch", "iconify"),
-    "om": ("openmoji", "om", "sketch", "hexcode"),
-    "pa": ("@iconify-json/pa", "pa", "photo", "iconify"),
-    "pb": ("@iconify-json/pb", "pb", "photo", "iconify"),
-    "pc": ("@iconify-json/pc", "pc", "photo", "iconify"),
-    "om-color": ("openmoji", "om", "photo", "hexcode"),
-}
-PATHS = {"om": "black/svg/{}.svg", "om-color": "color/svg/{}.svg"}
-TEST_FAMILIES = ("delta", "om")
-CFG = world.WorldConfig(seed=3, test_families=TEST_FAMILIES, unseen_fraction=0.3, val_fraction=0.15, size=40,
-                        art_size=40, train_sketch_views=2, test_sketch_views=2, train_photo_views=1,
-                        gallery_photo_views=2)
-
-
-def _shape(i: int, fill: str | None, variant: int = 0) -> str:
-    """A distinct closed shape per concept (polygons, then stars); `variant` rotates it a little."""
-    k = 3 + i % 8
-    star = i >= 8
-    pts = []
-    for j in range(2 * k if star else k):
-        r = (5 if j % 2 else 10) if star else 10
-        a = 2 * math.pi * j / (2 * k if star else k) + 0.3 * i + 0.2 * variant
-        pts.append(f"{12 + r * math.cos(a):.1f},{12 + r * math.sin(a):.1f}")
-    paint = f'fill="{fill}"' if fill else 'fill="none" stroke="currentColor" stroke-width="2"'
-    return f'<polygon points="{" ".join(pts)}" {paint}/>'
-
-
-def make_fixture(base: Path) -> tuple[Path, Path]:
-    """(packages folder laid out like `npm pack` gives them, icon map file)."""
-    colours = {"pa": "#ea5a47", "pb": "#3f8fd2", "pc": "#5cb85c", "om-color": "#f0ad4e"}
-    packages: dict[str, dict] = {}
-    concepts = {}
-    for i, name in enumerate(CONCEPTS):
-        icons = {}
-        for v, (key, (package, _, role, names)) in enumerate(SETS.items()):
-            if name == "anvil" and key in ("beta", "beta-light", "gamma"):
-                continue  # too few families: never eligible
-            icon = f"{i:04X}" if names == "hexcode" else f"{name}-{key}"
-            body = _shape(i, colours.get(key) if role == "photo" else None, v)
-            packages.setdefault(package, {})[(key, icon)] = body
-            icons[key] = [icon]
-        concepts[name] = {"lists": ["quickdraw"], "icons": icons}
-    alias_target = concepts["cat"]["icons"]["alpha"][0]
-    concepts["cat"]["icons"]["alpha"] = ["kitty"]  # an alias resolved through its parent
-    for package, icons in packages.items():
-        stem = f"{package.lstrip('@').replace('/', '-')}-1.0.0"
-        root = base / stem / "package"
-        root.mkdir(parents=True)
-        if package == "openmoji":
-            for (key, icon), body in icons.items():
-                path = root / PATHS[key].format(icon)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24">'
-                                f'{body.replace("currentColor", "#000")}</svg>')
-            (root / "package.json").write_text(json.dumps({"name": "openmoji", "license": "CC-BY-SA-4.0"}))
-            continue
-        data = {"prefix": package.split("/")[-1], "width": 24, "height": 24,
-                "icons": {icon: {"body": body} for (_, icon), body in icons.items()}}
-        if package == "@iconify-json/alpha":
-            data["aliases"] = {"kitty": {"parent": "cat-2"}, "cat-2": {"parent": alias_target}}
-        (root / "icons.json").write_text(json.dumps(data))
-        (root / "info.json").write_text(json.dumps({"name": package, "license": {"title": "MIT", "spdx": "MIT"}}))
-    icon_map = {"about": "test fixture", "concepts": concepts, "sets": {
-        key: {"package": package, "version": "1.0.0", "license": "MIT", "family": family, "role": role,
-              "names": names, **({"path": PATHS[key]} if key in PATHS else {})}
-        for key, (package, family, role, names) in SETS.items()}}
-    (base / "icon_map.json").write_text(json.dumps(icon_map))
-    return base, base / "icon_map.json"
-
 
 @pytest.fixture(scope="module")
 def fixture(tmp_path_factory):
-    base, map_path = make_fixture(tmp_path_factory.mktemp("packages"))
+    base, map_path = make_mini_packages(tmp_path_factory.mktemp("packages"))
     imap = load_icon_map(map_path)
     roots = fetch_packages(list(imap.sets.values()), tmp_path_factory.mktemp("cache"), packages_dir=base)
     return imap, Artwork(imap, roots)

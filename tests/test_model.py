@@ -1,5 +1,7 @@
 """SpLIP's forward pass: equivalence with open_clip when prompts are off, what trains, what stays frozen."""
 
+import dataclasses
+
 import open_clip
 import pytest
 import torch
@@ -8,7 +10,7 @@ from PIL import Image
 
 from splip_core import ConfigError, InvalidImageError, SpLIP, SpLIPConfig
 from splip_core.model import prompt_norms
-from splip_core.testing import TINY_CLASSES, tiny_config, tiny_model
+from splip_core.tiny import TINY_CLASSES, tiny_config, tiny_model
 
 TOL = 1e-5
 
@@ -37,7 +39,8 @@ def test_prompts_off_equals_open_clip_on_tiny_config():
 @pytest.mark.slow
 def test_prompts_off_equals_open_clip_on_vit_b32():
     torch.manual_seed(0)
-    model = SpLIP(SpLIPConfig(backbone="ViT-B-32", pretrained=None, use_prompts=False))
+    model = SpLIP(SpLIPConfig.from_dict({"backbone": {"name": "ViT-B-32", "pretrained": None},
+                                         "prompts": {"use_prompts": False}}))
     _check_prompts_off_equivalence(model, torch.randn(2, 3, 224, 224))
 
 
@@ -113,7 +116,7 @@ def test_fast_mode_differs_from_faithful_when_text_prompts_are_image_conditioned
     model = tiny_model()
     pixels = torch.randn(2, 3, 32, 32)
     faithful = model.encode_sketch(pixels)
-    model.config.inference_mode = "fast"
+    model.set_inference_mode("fast")
     assert (model.encode_sketch(pixels) - faithful).abs().max() > 1e-4
 
 
@@ -195,10 +198,38 @@ def test_config_is_strict_and_round_trips_through_json(tmp_path):
     with pytest.raises(ConfigError, match="unknown SpLIP config keys: \\['alpah'\\]"):
         SpLIPConfig.from_dict({**config.to_dict(), "alpah": 1})
     with pytest.raises(ConfigError, match="seen_classes is empty"):
-        SpLIPConfig(seen_classes=[])
+        SpLIPConfig.from_dict({"seen_classes": []})
     with pytest.raises(ConfigError, match="inference_mode"):
         tiny_config(inference_mode="quick")
     assert tiny_config().seen_classes == TINY_CLASSES
+
+
+def test_set_inference_mode_validates_and_renews_the_fingerprint_and_configs_are_frozen():
+    model = tiny_model(use_text_prompts=False)
+    faithful = model.fingerprint()
+    pixels = torch.randn(2, 3, 32, 32)
+    model.set_inference_mode("fast")
+    model.encode_photo(pixels)  # fills the fast-mode prompt cache
+    assert model.config.inference_mode == "fast" and model.fingerprint() != faithful
+    with pytest.raises(ConfigError, match="inference_mode"):
+        model.set_inference_mode("quick")
+    assert model.config.inference_mode == "fast"  # a refused mode changes nothing
+    model.set_inference_mode("faithful")
+    assert model.fingerprint() == faithful and not model._fast_cache
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        model.config.inference_mode = "fast"  # the one way to switch is set_inference_mode
+
+
+def test_flat_and_nested_configs_read_the_same_and_dropped_knobs_are_checked():
+    nested = tiny_config(alpha=0.3, tune_layernorm=False)
+    assert (nested.loss.alpha, nested.prompts.tune_layernorm) == (0.3, False)
+    flat = {k: v for section in ("prompts", "loss") for k, v in nested.to_dict()[section].items()}
+    flat |= {"backbone": "tiny-test-clip", "pretrained": None, "backbone_config": nested.backbone.model_config,
+             "seen_classes": nested.seen_classes, "bt_pool": "mean", "bv_input": "embedding"}
+    assert SpLIPConfig.from_dict(flat) == nested
+    with pytest.raises(ConfigError, match="bt_pool supports 'mean' only"):
+        SpLIPConfig.from_dict({**flat, "bt_pool": "max"})
+    assert nested.updated({"loss": {"beta": 0.1}}).loss == dataclasses.replace(nested.loss, beta=0.1)
 
 
 def test_prompt_norms_measure_the_learnt_tokens_against_the_backbone_tokens():
@@ -224,7 +255,8 @@ def test_training_recipe_fields_round_trip_and_are_validated(tmp_path):
     config.to_json(tmp_path / "c.json")
     assert SpLIPConfig.from_json(tmp_path / "c.json") == config
     defaults = tiny_config()
-    assert (defaults.margin_min, defaults.use_contrastive, defaults.triplet_mining, defaults.text_class_sample) == (
+    loss = defaults.loss
+    assert (loss.margin_min, loss.use_contrastive, loss.triplet_mining, defaults.prompts.text_class_sample) == (
         None, False, "random", None)
     for bad, message in (({"triplet_mining": "hardest"}, "triplet_mining"),
                          ({"contrastive_temperature": 0.0}, "contrastive_temperature"),

@@ -18,7 +18,7 @@ from splip_core.evaluate import main as evaluate_main
 from splip_core.preprocess import load_image
 from splip_core.runtime import run_cli
 from splip_core.search import main as search_main
-from splip_core.testing import tiny_config
+from splip_core.tiny import tiny_config
 from splip_core.train import TrainOptions, build_parser, lr_at, train, validation_map
 from splip_core.train import main as train_main
 

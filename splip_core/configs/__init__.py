@@ -1,17 +1,17 @@
-"""Named training recipes: JSON presets {"model": SpLIPConfig fields, "train": TrainOptions fields}.
+"""Named training recipes, open_clip style: `list_presets()` and `load_preset(name)`.
 
-`paper.json` is the paper's method with the spec's defaults; other presets record deviations, each with its measured
-reason in "description". Presets ship as package data and are read through importlib.resources.
+A preset is a JSON file shipped in this package: {"description": why, "model": a partial SpLIPConfig in its nested
+form (sections backbone / prompts / loss), "train": TrainOptions fields}. `paper.json` is the paper's method with
+the defaults of docs/METHOD.md; other presets record deviations, each with its measured reason in "description".
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from importlib import resources
 from typing import Any
 
-from ..config import ConfigError, SpLIPConfig
+from ..config import ConfigError, SpLIPConfig, read_json_object
 
 PRESET_KEYS = ("model", "train", "description")
 
@@ -26,25 +26,25 @@ def list_presets() -> list[str]:
 
 
 def load_preset(name: str) -> dict[str, Any]:
-    """{"model": {...}, "train": {...}} of preset `name`; ConfigError for an unknown preset or key."""
+    """{"description": str, "model": {...}, "train": {...}} of preset `name`; ConfigError for an unknown preset or
+    key (model keys are checked against SpLIPConfig, train keys against TrainOptions)."""
     from ..train import TrainOptions  # here, not at import time: splip_core.train imports this package
 
-    resource = _files() / f"{name}.json"
-    if not resource.is_file():
+    if name not in list_presets():
         raise ConfigError(f"unknown preset {name!r}; choose one of {list_presets()}")
-    try:
-        preset = json.loads(resource.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"preset {name!r}: not valid JSON ({err})") from err
-    if not isinstance(preset, dict):
-        raise ConfigError(f"preset {name!r}: a preset is a JSON object")
+    with resources.as_file(_files() / f"{name}.json") as path:
+        preset = read_json_object(path, f"preset {name!r}")
     unknown = sorted(set(preset) - set(PRESET_KEYS))
     if unknown:
         raise ConfigError(f"preset {name!r}: unknown keys {unknown}; a preset has {list(PRESET_KEYS)}")
+    preset.setdefault("description", "")
     preset.setdefault("model", {})
     preset.setdefault("train", {})
-    for section, cls in (("model", SpLIPConfig), ("train", TrainOptions)):
-        unknown = sorted(set(preset[section]) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ConfigError(f"preset {name!r}: unknown {section} keys {unknown}")
+    try:
+        SpLIPConfig.from_dict({**preset["model"], "seen_classes": ["-"]})
+    except ConfigError as err:
+        raise ConfigError(f"preset {name!r}: {err}") from err
+    unknown = sorted(set(preset["train"]) - {f.name for f in dataclasses.fields(TrainOptions)})
+    if unknown:
+        raise ConfigError(f"preset {name!r}: unknown train keys {unknown}")
     return preset

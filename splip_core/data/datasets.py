@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from splip_core.names import class_key
 from splip_core.preprocess import IMAGE_SUFFIXES
 
 SPLITS_DIR = Path(__file__).parent / "splits"
@@ -193,12 +194,6 @@ def read_file_list(
     if not samples:
         raise DatasetError(f"{list_file}: no entries")
     return samples
-
-
-def class_key(name: str) -> str:
-    """The spelling-insensitive form of a class name, so 'hot air balloon', 'hot-air_balloon' and 'hotairballoon'
-    (the spellings of different releases) find each other."""
-    return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
 def image_files(folder: Path) -> list[Path]:

@@ -30,22 +30,22 @@ from ..configs import load_preset
 from ..data import load_dataset
 from ..evaluate import evaluate
 from ..model import SpLIP
+from ..names import folder_name
 from ..runtime import use_all_cores
 from ..train import TrainOptions, train
 from . import pretrain as pretrain_mod
-from .concepts import folder
 from .sources import Artwork, IconMap, fetch_packages, load_icon_map, package_license
 from .world import WorldConfig, build_world
 
 ABLATIONS = {  # each a change of the build's preset ("mini"), or another preset with the same step budget
-    "w/o B_vt": {"use_shared_prompts": False},
-    "w/o B_v": {"use_template_prompts": False},
-    "w/o B_t": {"use_text_prompts": False},
-    "fixed margin": {"adaptive_margin": False},
-    "+ LN tuning": {"tune_layernorm": True},
-    "+ jigsaw (beta 0.1)": {"use_jigsaw": True, "beta": 0.1},
-    "+ L_class (alpha 0.1)": {"use_class_loss": True, "alpha": 0.1},
-    "+ contrastive": {"use_contrastive": True},
+    "w/o B_vt": {"prompts": {"use_shared_prompts": False}},
+    "w/o B_v": {"prompts": {"use_template_prompts": False}},
+    "w/o B_t": {"prompts": {"use_text_prompts": False}},
+    "fixed margin": {"loss": {"adaptive_margin": False}},
+    "+ LN tuning": {"prompts": {"tune_layernorm": True}},
+    "+ jigsaw (beta 0.1)": {"loss": {"use_jigsaw": True, "beta": 0.1}},
+    "+ L_class (alpha 0.1)": {"loss": {"use_class_loss": True, "alpha": 0.1}},
+    "+ contrastive": {"loss": {"use_contrastive": True}},
     "paper preset": "paper",
 }
 BUDGET = ("epochs", "max_steps", "batch_size", "eval_every", "patience")  # every run gets the build preset's budget
@@ -84,15 +84,15 @@ def _gallery(world_root: Path, out: Path, split: dict) -> Path:
     for domain in ("photo", "sketch"):
         shutil.copytree(world_root / "test" / domain, gallery / domain)
     (gallery / "split.json").write_text(json.dumps({
-        "seen": [folder(c) for c in split["seen"]], "unseen": [folder(c) for c in split["unseen"]],
+        "seen": [folder_name(c) for c in split["seen"]], "unseen": [folder_name(c) for c in split["unseen"]],
         "test_families": split["test_families"], "fg": split["fg"]}, indent=1, ensure_ascii=False))
     return gallery
 
 
-def prompt_recipe(preset: str | dict, overrides: dict | None = None) -> tuple[dict, dict]:
-    """(SpLIPConfig fields, TrainOptions fields) of a preset name, with `overrides` on the model side."""
+def prompt_recipe(preset: str | dict) -> tuple[dict, dict]:
+    """(partial SpLIPConfig, TrainOptions fields) of a preset name or a preset dict."""
     recipe = load_preset(preset) if isinstance(preset, str) else preset
-    return {**recipe["model"], **(overrides or {})}, dict(recipe["train"])
+    return dict(recipe["model"]), dict(recipe["train"])
 
 
 def train_prompts(backbone: Path, world_root: Path, run_dir: Path, cfg: BuildConfig, preset: str | dict,
@@ -100,13 +100,13 @@ def train_prompts(backbone: Path, world_root: Path, run_dir: Path, cfg: BuildCon
     """Prompts on world_root/train, stopped early on world_root/val; (best model, training history)."""
     data = load_dataset("folder", world_root / "train")
     val = load_dataset("folder", world_root / "val")
-    model_fields, train_fields = prompt_recipe(preset, overrides)
+    model_fields, train_fields = prompt_recipe(preset)
     budget = {k: v for k, v in prompt_recipe(cfg.preset)[1].items() if k in BUDGET}
     known = {f.name for f in fields(TrainOptions)}
     opts = TrainOptions(**{k: v for k, v in {**train_fields, **budget, **cfg.train_overrides}.items() if k in known},
                         seed=cfg.seed, datasets=["splip-mini (icon and emoji artwork)"])
-    config = SpLIPConfig.from_dict({**model_fields, "backbone": f"local-dir:{backbone}", "pretrained": None,
-                                    "seen_classes": data.seen})
+    config = SpLIPConfig.from_dict({**model_fields, "backbone": {"name": f"local-dir:{backbone}", "pretrained": None},
+                                    "seen_classes": data.seen}).updated(overrides or {})
     history = train(config, data, run_dir, opts, device="cpu", resume=(run_dir / "training_state.json").is_file(),
                     val_data=val)
     return SpLIP.from_pretrained(run_dir), history
@@ -242,7 +242,7 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
     r_stamp = _digest(stamp, b_stamp, prompt_recipe(cfg.preset), cfg.train_overrides)  # changed data or recipe: anew
     model, history = train_prompts(named, world_root, work / "runs" / f"full-{r_stamp}", cfg, cfg.preset)
     report["training"] = history
-    val = load_dataset("folder", world_root / "val", split=[folder(c) for c in split["val"]])
+    val = load_dataset("folder", world_root / "val", split=[folder_name(c) for c in split["val"]])
     result = evaluate(model, val, "zs")  # the validation concepts: what the recipe was chosen on
     report["validation"] = {k: result[k] for k in ("baseline", "splip", "chance", "difference", "num_queries",
                                                     "num_concepts", "num_gallery")}
@@ -255,7 +255,7 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
     test = load_dataset("folder", gallery)
     started = time.perf_counter()
     report["settings"] = {}
-    seen_view = load_dataset("folder", gallery, split=[folder(c) for c in split["seen"]])
+    seen_view = load_dataset("folder", gallery, split=[folder_name(c) for c in split["seen"]])
     for setting, data, name in (("zs", test, "zs"), ("zs", seen_view, "seen"), ("gzs", test, "gzs"),
                                 ("fg", test, "fg")):
         result = evaluate(model, data, setting)
@@ -266,9 +266,9 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
     report["seen"], report["unseen"] = test.seen, test.unseen
     report["modes"] = {}
     for mode in ("fast", "faithful"):
-        model.config.inference_mode = mode
+        model.set_inference_mode(mode)
         report["modes"][mode] = evaluate(model, test, "zs", baseline=False)["splip"]
-    model.config.inference_mode = "faithful"
+    model.set_inference_mode("faithful")
     subset = evaluate(model, test, "zs", baseline=False, max_queries=SUBSET_QUERIES)
     report["subset_check"] = {"setting": "zs", "max_queries": SUBSET_QUERIES, "seed": 0,
                               "mAP@all": subset["splip"]["mAP@all"]}

@@ -34,11 +34,6 @@ class Split:
     test_families: tuple[str, ...]
 
 
-def folder(name: str) -> str:
-    """Folder name of a concept on disk: spaces as underscores."""
-    return name.replace(" ", "_")
-
-
 def eligible(icon_map: IconMap, min_sketch_families: int = 4, min_photo_sets: int = 3) -> list[str]:
     """Concepts drawn by at least `min_sketch_families` sketch families and `min_photo_sets` colour sets."""
     out = []

@@ -33,9 +33,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..names import folder_name
 from ..preprocess import flatten_alpha
 from . import render
-from .concepts import folder
 
 MODEL_CFG = {
     "embed_dim": 128,
@@ -67,7 +67,7 @@ class Pool:
         root = Path(root)
         split = json.loads((root / "split.json").read_text())
         self.names: list[str] = split["seen"] + split.get("val", []) + split["unseen"]
-        by_folder = {folder(n): n for n in self.names}
+        by_folder = {folder_name(n): n for n in self.names}
         arts, self.labels, self.styles, self.words = [], [], [], []
         for entry in json.loads((root / "manifest.json").read_text()):
             if entry["split"] != "pretrain":
@@ -224,7 +224,7 @@ def gate(model_dir: Path, data: Path) -> dict:
     model.eval()
     tokenizer = open_clip.get_tokenizer(f"local-dir:{model_dir}")
     split = json.loads((data / "split.json").read_text())
-    unseen = {folder(c): i for i, c in enumerate(split["unseen"])}
+    unseen = {folder_name(c): i for i, c in enumerate(split["unseen"])}
     s_paths, s_lab = _load_split(data, "test", "sketch", unseen)
     p_paths, p_lab = _load_split(data, "test", "photo", unseen)
     sk, ph = _embed_images(model, preprocess, s_paths), _embed_images(model, preprocess, p_paths)

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..names import folder_name
 from . import concepts as cpt
 from . import render
 from .sources import Artwork, IconMap
@@ -117,7 +118,7 @@ def plan(icon_map: IconMap, split: cpt.Split, cfg: WorldConfig) -> list[Item]:
     def add(split_name, domain, concept, set_key, icon, view, name):
         ext = {"sketch": "png", "photo": "jpg", "art": "png"}[domain]
         where = "pretrain" if split_name == "pretrain" else f"{split_name}/{domain}"
-        items.append(Item(f"{where}/{cpt.folder(concept)}/{name}.{ext}", split_name, domain, concept, set_key, icon,
+        items.append(Item(f"{where}/{folder_name(concept)}/{name}.{ext}", split_name, domain, concept, set_key, icon,
                           view))
 
     for concept in (*split.seen, *split.val, *split.unseen):

@@ -15,7 +15,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from splip_core.preprocess import IMAGE_SUFFIXES, MAX_IMAGE_BYTES
+from splip_core import IMAGE_SUFFIXES, MAX_IMAGE_BYTES
 
 MB = 1024 * 1024
 _UNSAFE = re.compile(r"[^\w .()+-]+")

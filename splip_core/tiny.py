@@ -1,4 +1,5 @@
-"""Tiny, fast SpLIP models on random weights for tests, benchmarks and the demo before real weights exist."""
+"""Tiny SpLIP models on random weights: a forward pass in milliseconds on a CPU, for tests, benchmarks, smoke runs
+and the demo when no trained weights can be found. Their retrieval is chance level by construction."""
 
 from __future__ import annotations
 
@@ -23,15 +24,14 @@ def tiny_backbone_config(image_size: int = 32, vision_layers: int = 2, text_laye
 
 
 def tiny_config(seen_classes: list[str] | None = None, **overrides: Any) -> SpLIPConfig:
+    """The tiny backbone's config; `overrides` are config fields, flat (`alpha=0.1`) or whole sections, plus
+    image_size / vision_layers / text_layers of the backbone."""
     backbone_overrides = {k: overrides.pop(k) for k in ("image_size", "vision_layers", "text_layers")
                           if k in overrides}
-    return SpLIPConfig(
-        backbone="tiny-test-clip",
-        pretrained=None,
-        backbone_config=tiny_backbone_config(**backbone_overrides),
-        seen_classes=list(TINY_CLASSES if seen_classes is None else seen_classes),
-        **overrides,
-    )
+    backbone = {"name": "tiny-test-clip", "pretrained": None,
+                "model_config": tiny_backbone_config(**backbone_overrides)}
+    seen = list(TINY_CLASSES if seen_classes is None else seen_classes)
+    return SpLIPConfig.from_dict({"backbone": backbone, "seen_classes": seen, **overrides})
 
 
 def tiny_model(seed: int = 0, seen_classes: list[str] | None = None, **overrides: Any) -> SpLIP:
