@@ -5,7 +5,7 @@ training presets, image loading, the searchable photo gallery, and the class-nam
 """
 
 from .backbone import BackboneError
-from .config import BackboneConfig, ConfigError, LossConfig, PromptConfig, SpLIPConfig
+from .config import BackboneConfig, ConfigError, LossConfig, PromptConfig, SpLIPConfig, TrainOptions
 from .configs import list_presets, load_preset
 from .gallery import EmptyGalleryError, Gallery, Hit
 from .hub import CheckpointError
@@ -31,6 +31,7 @@ __all__ = [
     "PromptConfig",
     "SpLIP",
     "SpLIPConfig",
+    "TrainOptions",
     "__version__",
     "class_key",
     "display_name",

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from splip_core.preprocess import MAX_IMAGE_BYTES, InvalidImageError, load_image
+from splip_core.preprocess import MAX_IMAGE_BYTES, InvalidImageError, load_image, scan_folder
 
 log = logging.getLogger(__name__)
 
@@ -323,7 +323,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from splip_core.gallery import scan_folder
     from splip_core.model import SpLIP
 
     parser = argparse.ArgumentParser(prog="python -m splip_core.cache", description=main.__doc__)

@@ -265,3 +265,48 @@ def read_json_object(path: str | Path, what: str = "config file") -> dict[str, A
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a {what} is a JSON object")
     return data
+
+
+@dataclass
+class TrainOptions:
+    """How prompts are trained (`splip_core.train`): optimiser, schedule, budget, sampling. Not saved with a
+    checkpoint; a preset's "train" object holds these fields."""
+
+    epochs: int = 60  # [S2]
+    batch_size: int = 192  # [S2]
+    lr: float = 1e-3  # [S2]
+    optimizer: str = "adam"  # [S2] Adam; "adamw" for decoupled weight decay
+    weight_decay: float = 0.0
+    schedule: str = "constant"  # "constant" or "cosine" (decays to 0 at the end of the step budget)
+    warmup_steps: int = 0  # linear warm-up of the learning rate over the first steps
+    grad_clip: float | None = None  # max global gradient norm; None = no clipping
+    max_steps: int | None = None  # total optimiser steps across epochs; training stops there
+    eval_every: int | None = None  # with val_data: steps between validations; None = after every epoch
+    patience: int | None = None  # with val_data: validations without improvement before stopping; None = never
+    seed: int = 0
+    level: str = "class"  # "class" (ZS/GZS) or "instance" (FG)
+    instance_positive: float = 0.0  # class level: probability of taking a sketch's paired photo as its positive
+    hflip: bool = True
+    workers: int = 0
+    amp: bool = True  # bfloat16 autocast on CUDA only
+    max_steps_per_epoch: int | None = None
+    datasets: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adam", "adamw"):
+            raise ConfigError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
+        if self.schedule not in ("constant", "cosine"):
+            raise ConfigError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
+        if self.level not in ("class", "instance"):
+            raise ConfigError(f"level must be 'class' or 'instance', got {self.level!r}")
+        if not 0.0 <= self.instance_positive <= 1.0:
+            raise ConfigError(f"instance_positive is a probability in [0, 1], got {self.instance_positive}")
+        for name in ("epochs", "warmup_steps"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("batch_size", "max_steps", "eval_every", "patience", "max_steps_per_epoch"):
+            value = getattr(self, name)
+            if value is not None and value < (0 if name == "max_steps" else 1):
+                raise ConfigError(f"{name} must be >= {0 if name == 'max_steps' else 1}, got {value}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ConfigError(f"grad_clip must be > 0, got {self.grad_clip}")

@@ -19,7 +19,7 @@ import numpy as np
 
 from splip_core.cache import EmbeddingCache, EmbedFn
 from splip_core.index import SearchIndex, make_index
-from splip_core.preprocess import IMAGE_SUFFIXES
+from splip_core.preprocess import scan_folder
 
 log = logging.getLogger(__name__)
 
@@ -43,23 +43,6 @@ class Hit:
     path: str
     label: str | None
     score: float
-
-
-def scan_folder(root: Path, exclude: Path | None = None) -> tuple[list[Path], list[Path]]:
-    """Image files and other files under `root`, recursively, in sorted order.
-
-    Hidden files and folders (name starting with ".") and the `exclude` folder are left out entirely.
-    """
-    images, others = [], []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(
-            d for d in dirnames if not d.startswith(".") and (exclude is None or Path(dirpath, d) != exclude)
-        )
-        for name in sorted(filenames):
-            if not name.startswith("."):
-                path = Path(dirpath, name)
-                (images if path.suffix.lower() in IMAGE_SUFFIXES else others).append(path)
-    return images, others
 
 
 def _label(root: Path, path: str) -> str | None:

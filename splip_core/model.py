@@ -1,4 +1,4 @@
-"""SpLIP: a frozen open_clip CLIP whose two encoders prompt each other (B_t, B_v, B_vt), with Hub I/O.
+"""SpLIP: a frozen open_clip CLIP whose two encoders prompt each other (B_t, B_v, B_vt); saving and loading in hub.py.
 
 How one image of modality `mod` is encoded (docs/METHOD.md section 9):
   E0  = patch tokens of the image                          (vision_embeddings)
@@ -423,7 +423,8 @@ def prompt_norms(model: SpLIP, sample_pixels: torch.Tensor, modality: str) -> di
     "T" (B_t output tokens), "V_tg" (B_v output), "V_ms" (B_vt output, mean over the prompted visual layers) against
     "word_embedding" (the backbone's token-embedding table) and "patch_token" (E0 of the sample); "layernorm_delta"
     is the largest |LayerNorm weight or bias - its initial value|. Prompts far above the token scale are how a loss
-    satisfied by scale shows (docs/METHOD.md section 11). Uses the model's current conditioning; absent generators are left out.
+    satisfied by scale shows (docs/METHOD.md section 11). Uses the model's current conditioning; absent generators
+    are left out.
     """
     modality = _check_modality(modality)
     tokens = vision_embeddings(model.clip, sample_pixels.to(model.device, model.clip.visual.conv1.weight.dtype))

@@ -49,6 +49,23 @@ def _open_bytes(data: bytes, name: str) -> Image.Image:
     return image
 
 
+def scan_folder(root: Path, exclude: Path | None = None) -> tuple[list[Path], list[Path]]:
+    """Image files and other files under `root`, recursively, in sorted order.
+
+    Hidden files and folders (name starting with ".") and the `exclude` folder are left out entirely.
+    """
+    images, others = [], []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(
+            d for d in dirnames if not d.startswith(".") and (exclude is None or Path(dirpath, d) != exclude)
+        )
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                path = Path(dirpath, name)
+                (images if path.suffix.lower() in IMAGE_SUFFIXES else others).append(path)
+    return images, others
+
+
 def flatten_alpha(image: Image.Image, background=(255, 255, 255)) -> Image.Image:
     """RGB image with any transparency composited onto `background` (a drawn canvas stores RGB 0 where empty)."""
     if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):

@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .config import SpLIPConfig, read_json_object
+from .config import SpLIPConfig, TrainOptions, read_json_object
 from .configs import list_presets, load_preset
 from .data import ImageDataset, SBIRData, TripletDataset, load_dataset
 from .evaluate import embed_samples
@@ -36,48 +36,6 @@ from .runtime import pick_device, run_cli, seed_everything, use_all_cores
 log = logging.getLogger(__name__)
 STATE_TENSORS = "training_state.safetensors"
 STATE_JSON = "training_state.json"
-
-
-@dataclass
-class TrainOptions:
-    epochs: int = 60  # [S2]
-    batch_size: int = 192  # [S2]
-    lr: float = 1e-3  # [S2]
-    optimizer: str = "adam"  # [S2] Adam; "adamw" for decoupled weight decay
-    weight_decay: float = 0.0
-    schedule: str = "constant"  # "constant" or "cosine" (decays to 0 at the end of the step budget)
-    warmup_steps: int = 0  # linear warm-up of the learning rate over the first steps
-    grad_clip: float | None = None  # max global gradient norm; None = no clipping
-    max_steps: int | None = None  # total optimiser steps across epochs; training stops there
-    eval_every: int | None = None  # with val_data: steps between validations; None = after every epoch
-    patience: int | None = None  # with val_data: validations without improvement before stopping; None = never
-    seed: int = 0
-    level: str = "class"  # "class" (ZS/GZS) or "instance" (FG)
-    instance_positive: float = 0.0  # class level: probability of taking a sketch's paired photo as its positive
-    hflip: bool = True
-    workers: int = 0
-    amp: bool = True  # bfloat16 autocast on CUDA only
-    max_steps_per_epoch: int | None = None
-    datasets: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in ("adam", "adamw"):
-            raise ValueError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
-        if self.schedule not in ("constant", "cosine"):
-            raise ValueError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
-        if self.level not in ("class", "instance"):
-            raise ValueError(f"level must be 'class' or 'instance', got {self.level!r}")
-        if not 0.0 <= self.instance_positive <= 1.0:
-            raise ValueError(f"instance_positive is a probability in [0, 1], got {self.instance_positive}")
-        for name in ("epochs", "warmup_steps"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("batch_size", "max_steps", "eval_every", "patience", "max_steps_per_epoch"):
-            value = getattr(self, name)
-            if value is not None and value < (0 if name == "max_steps" else 1):
-                raise ValueError(f"{name} must be >= {0 if name == 'max_steps' else 1}, got {value}")
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            raise ValueError(f"grad_clip must be > 0, got {self.grad_clip}")
 
 
 def lr_at(step: int, opts: TrainOptions, total_steps: int) -> float:

@@ -11,7 +11,7 @@ import dataclasses
 from importlib import resources
 from typing import Any
 
-from ..config import ConfigError, SpLIPConfig, read_json_object
+from ..config import ConfigError, SpLIPConfig, TrainOptions, read_json_object
 
 PRESET_KEYS = ("model", "train", "description")
 
@@ -28,8 +28,6 @@ def list_presets() -> list[str]:
 def load_preset(name: str) -> dict[str, Any]:
     """{"description": str, "model": {...}, "train": {...}} of preset `name`; ConfigError for an unknown preset or
     key (model keys are checked against SpLIPConfig, train keys against TrainOptions)."""
-    from ..train import TrainOptions  # here, not at import time: splip_core.train imports this package
-
     if name not in list_presets():
         raise ConfigError(f"unknown preset {name!r}; choose one of {list_presets()}")
     with resources.as_file(_files() / f"{name}.json") as path:
