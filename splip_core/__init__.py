@@ -7,7 +7,6 @@ training presets, image loading, the searchable photo gallery, and the class-nam
 from .backbone import BackboneError
 from .config import BackboneConfig, ConfigError, LossConfig, PromptConfig, SpLIPConfig, TrainOptions
 from .configs import list_presets, load_preset
-from .gallery import EmptyGalleryError, Gallery, Hit
 from .hub import CheckpointError
 from .model import SpLIP
 from .names import class_key, display_name, folder_name
@@ -15,6 +14,19 @@ from .preprocess import IMAGE_SUFFIXES, MAX_IMAGE_BYTES, InvalidImageError, draw
 from .tiny import tiny_model
 
 __version__ = "0.2.0"
+
+# Loaded on first use: importing the package must not import splip_core.cache (it runs as `python -m
+# splip_core.cache`, and runpy warns when the module it is asked to run was imported first).
+_FROM_GALLERY = ("EmptyGalleryError", "Gallery", "Hit")
+
+
+def __getattr__(name: str):
+    if name in _FROM_GALLERY:
+        from . import gallery
+
+        return getattr(gallery, name)
+    raise AttributeError(f"module 'splip_core' has no attribute {name!r}")
+
 
 __all__ = [
     "IMAGE_SUFFIXES",

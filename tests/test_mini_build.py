@@ -1,13 +1,14 @@
 """The offline world's one command, end to end on a shrunken fixture, and the shipped weights."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from _builders import CFG, make_mini_packages
 
-from splip_core import SpLIP
+from splip_core import SpLIP, SpLIPConfig
 from splip_core.data import load_dataset
 from splip_core.evaluate import evaluate
 from splip_core.mini.build import BuildConfig, build, results_markdown
@@ -57,18 +58,38 @@ def test_shipped_weights_reproduce_their_recorded_zs_subset_map():
     assert 100 * got["splip"]["mAP@all"] == pytest.approx(100 * check["mAP@all"], abs=0.5)
 
 
-def test_shipped_flat_config_loads_into_sections_and_its_embedding_seeds_match():
-    """weights/mini was saved before the config had sections: it must load unchanged, and its shipped embedding
-    seeds must be keyed by the fingerprints the app computes from it (else a cold start re-embeds the gallery)."""
-    raw = json.loads((SHIPPED / "config.json").read_text())
-    assert "alpha" in raw and "loss" not in raw  # still the flat form
+def test_the_shipped_embedding_seeds_match_the_shipped_model():
+    """The seeds must be keyed by the fingerprints the app computes from the shipped model in each inference mode
+    (else a cold start re-embeds the whole gallery)."""
     model = SpLIP.from_pretrained(SHIPPED)
-    assert model.config.backbone.name == raw["backbone"] and model.config.loss.alpha == raw["alpha"]
-    assert model.config.prompts.text_class_sample == raw["text_class_sample"]
-    seeds = {p.name.split("-")[0] + "-" + p.name.split("-")[1] for p in (SHIPPED / "embeddings").iterdir()}
+    seeds = {"-".join(p.name.split("-")[:2]) for p in (SHIPPED / "embeddings").iterdir()}
     for mode in ("fast", "faithful"):
         model.set_inference_mode(mode)
         assert {f"{model.fingerprint()}-{mode}", f"{model.frozen_baseline().fingerprint()}-{mode}"} <= seeds, mode
+
+
+def test_a_flat_checkpoint_from_before_the_config_sections_still_loads(tmp_path):
+    """tests/data/flat-config-v0.1.json is the config.json the previous offline world shipped with (one flat
+    object). It reads into the sections field by field, and the shipped weights under a flat config load to the
+    very same model."""
+    old = json.loads((Path(__file__).with_name("data") / "flat-config-v0.1.json").read_text())
+    config = SpLIPConfig.from_dict(old)
+    assert (config.backbone.name, config.backbone.model_config) == (old["backbone"], old["backbone_config"])
+    assert (config.loss.alpha, config.loss.margin_min, config.prompts.text_class_sample) == (
+        old["alpha"], old["margin_min"], old["text_class_sample"])
+
+    shipped = SpLIP.from_pretrained(SHIPPED)
+    nested = shipped.config.to_dict()
+    flat = {**nested["prompts"], **nested["loss"], "backbone": nested["backbone"]["name"],
+            "pretrained": nested["backbone"]["pretrained"], "backbone_config": nested["backbone"]["model_config"],
+            "preprocess": nested["backbone"]["preprocess"], "seen_classes": nested["seen_classes"],
+            "templates": nested["templates"], "inference_mode": nested["inference_mode"],
+            "bt_pool": "mean", "bv_input": "embedding"}
+    for name in ("model.safetensors", "backbone.safetensors"):
+        shutil.copy(SHIPPED / name, tmp_path / name)
+    (tmp_path / "config.json").write_text(json.dumps(flat))
+    loaded = SpLIP.from_pretrained(tmp_path)
+    assert loaded.config == shipped.config and loaded.fingerprint() == shipped.fingerprint()
 
 
 def test_shipped_world_is_small_and_its_files_are_safetensors_json_and_images():

@@ -60,7 +60,7 @@ class BuildConfig:
 
     seed: int = 0
     world: WorldConfig = field(default_factory=WorldConfig)
-    pretrain_steps: int = 1000
+    pretrain_steps: int = 2000
     pretrain_batch_size: int = 128
     edge_maps: float = 0.0
     preset: str = "mini"
