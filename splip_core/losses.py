@@ -84,14 +84,17 @@ class JigsawSolver(nn.Module):
         return self.head(x.flatten(1))
 
 
+def class_logits(features: torch.Tensor, class_text: torch.Tensor) -> torch.Tensor:
+    """(B, C) cosines of each image with its class texts; `class_text` is (B, C, D) per-image or (1, C, D) shared."""
+    if class_text.shape[0] == 1:
+        return features @ class_text[0].T
+    return torch.einsum("bd,bcd->bc", features, class_text)
+
+
 def class_loss(features: torch.Tensor, class_text: torch.Tensor, labels: torch.Tensor,
                temperature: float) -> torch.Tensor:
-    """CE over seen classes; `class_text` is (B, C, D) per-image or (1, C, D) shared."""
-    if class_text.shape[0] == 1:
-        logits = features @ class_text[0].T
-    else:
-        logits = torch.einsum("bd,bcd->bc", features, class_text)
-    return F.cross_entropy(logits / temperature, labels)
+    """CE over seen classes (see `class_logits` for the shapes)."""
+    return F.cross_entropy(class_logits(features, class_text) / temperature, labels)
 
 
 def triplet_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor,
@@ -226,8 +229,7 @@ class SpLIPLoss(nn.Module):
                              margin=float(margins.mean()), negative_margins=float((margins < 0).float().mean()),
                              active_triplets=float((neg_cos - pos_cos + margins > 0).float().mean()))
                 if f.sketch_text is not None and f.class_targets is not None:
-                    t = f.sketch_text
-                    logits = f.sketch @ t[0].T if t.shape[0] == 1 else torch.einsum("bd,bcd->bc", f.sketch, t)
+                    logits = class_logits(f.sketch, f.sketch_text)
                     stats["class_acc"] = float((logits.argmax(1) == f.class_targets).float().mean())
                 if jigsaw_logits is not None:
                     stats["jigsaw_acc"] = float((jigsaw_logits.argmax(1) == f.permutation).float().mean())

@@ -112,7 +112,11 @@ def ink_mask(image: Image.Image, ink_threshold: int = INK_THRESHOLD) -> np.ndarr
 
 def is_blank(image: Image.Image, min_ink_fraction: float = 0.0005, ink_threshold: int = INK_THRESHOLD) -> bool:
     """True when fewer than `min_ink_fraction` of the pixels are darker than `ink_threshold` (an empty canvas)."""
-    return float(ink_mask(image, ink_threshold).mean()) < min_ink_fraction
+    return _too_little_ink(ink_mask(image, ink_threshold), min_ink_fraction)
+
+
+def _too_little_ink(mask: np.ndarray, min_ink_fraction: float) -> bool:
+    return float(mask.mean()) < min_ink_fraction
 
 
 def _ink_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -145,6 +149,6 @@ def drawn_sketch(image: Image.Image, min_ink_fraction: float = 0.0005, margin: f
     """What a canvas is searched as: None when it is blank (`is_blank`), else `crop_to_ink` of it, from one ink
     mask instead of two (a search's preprocessing is on the demo's hot path)."""
     mask = ink_mask(image, ink_threshold)
-    if float(mask.mean()) < min_ink_fraction:
+    if _too_little_ink(mask, min_ink_fraction):
         return None
     return _square(image, _ink_box(mask), margin)
