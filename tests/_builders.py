@@ -82,6 +82,8 @@ SETS = {
     "om-color": ("openmoji", "om", "photo", "hexcode"),
 }
 PATHS = {"om": "black/svg/{}.svg", "om-color": "color/svg/{}.svg"}
+# icons no concept maps: two the extra art takes (in both colour sets), one naming a concept, one skin-tone variant
+EXTRA_ICONS = ("teapot", "hot-pepper", "cat-face", "teapot-medium-dark")
 TEST_FAMILIES = ("delta", "om")
 CFG = world.WorldConfig(seed=3, test_families=TEST_FAMILIES, unseen_fraction=0.3, val_fraction=0.15, size=40,
                         art_size=40, train_sketch_views=2, test_sketch_views=2, train_photo_views=1,
@@ -116,6 +118,11 @@ def make_mini_packages(base: Path) -> tuple[Path, Path]:
             packages.setdefault(package, {})[(key, icon)] = body
             icons[key] = [icon]
         concepts[name] = {"lists": ["quickdraw"], "icons": icons}
+    for k, key in enumerate(("pa", "pb", "alpha")):  # unmapped icons: what extra.py may or must not pick
+        package = SETS[key][0]
+        colour = colours.get(key) if SETS[key][2] == "photo" else None
+        for j, extra in enumerate(EXTRA_ICONS):
+            packages[package][(key, extra)] = _shape(len(CONCEPTS) + j, colour, k)
     alias_target = concepts["cat"]["icons"]["alpha"][0]
     concepts["cat"]["icons"]["alpha"] = ["kitty"]  # an alias resolved through its parent
     for package, icons in packages.items():

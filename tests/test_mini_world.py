@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from _builders import CFG, CONCEPTS, SETS, TEST_FAMILIES, make_mini_packages
 from PIL import Image
 
 from splip_core.mini import concepts as cpt
-from splip_core.mini import pretrain, render, world
+from splip_core.mini import extra, pretrain, render, world
 from splip_core.mini.sources import Artwork, IconMapError, fetch_packages, load_icon_map
 
 
@@ -155,3 +156,31 @@ def test_edge_pairs_are_instance_pairs_of_training_art_only(fixture, tmp_path):
         stem = sketch.stem.rsplit("-", 1)[0]
         assert (sketch.parent.parent.parent / "photo" / sketch.parent.name / f"{stem}.jpg").is_file()
         assert np.array(Image.open(sketch)).min() < 128  # it has ink
+
+
+def test_extra_art_is_unmapped_colour_art_that_names_no_concept(fixture, tmp_path):
+    imap, art = fixture
+    items = extra.render_extra(imap, art, tmp_path / "extra", CFG.art_size)
+    assert {(i["set"], i["label"]) for i in items} == {(s, w) for s in ("pa", "pb") for w in ("teapot", "hot pepper")}
+    mapped = {(k, icon) for icons in imap.concepts.values() for k, names in icons.items() for icon in names}
+    assert not {(i["set"], i["icon"]) for i in items} & mapped
+    assert all(Image.open(tmp_path / "extra" / i["path"]).mode == "RGBA" for i in items)
+    again = extra.render_extra(imap, art, tmp_path / "extra", CFG.art_size)  # resumes from its manifest
+    assert again == items
+
+
+def test_pretraining_mixes_extra_art_into_batches_with_its_own_labels(built, fixture, tmp_path):
+    imap, art = fixture
+    extra.render_extra(imap, art, tmp_path / "extra", CFG.art_size)
+    pool = pretrain.Pool(built, tmp_path / "extra")
+    n_world = len(pool.names)
+    assert pool.extra_labels == 2 and all(len(pool.by_label[n_world + k]) == 2 for k in range(2))
+    gen, rng = torch.Generator().manual_seed(0), random.Random(0)
+    _, texts, labels, _ = pretrain.batch(pool, gen, rng, 64, extra_fraction=0.5)
+    extra_rows = labels >= n_world
+    assert 0 < int(extra_rows.sum()) < 64
+    assert all(("teapot" in t or "hot pepper" in t) for t, e in zip(texts, extra_rows.tolist(), strict=True) if e)
+    model = pretrain.pretrain(built, steps=1, batch_size=8, log_every=0, extra=tmp_path / "extra", extra_fraction=0.5)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    with pytest.raises(ValueError, match="extra_fraction"):
+        pretrain.pretrain(built, steps=1, extra=tmp_path / "extra", extra_fraction=1.0)

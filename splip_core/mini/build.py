@@ -3,7 +3,8 @@
 Stages (each timed in the report, each resumable: a stage whose output is in --work with the same inputs is
 skipped, and prompt training resumes from its last epoch):
   1. fetch the pinned npm packages of the reviewed icon map (or read them from --packages) and render the world;
-  2. pretrain the tiny CLIP on colour art only (pretrain.py), or reuse a pretrained one with --backbone;
+  2. render the extra colour art (extra.py) and pretrain the tiny CLIP on colour art only (pretrain.py), or reuse a
+     pretrained one with --backbone;
   3. train SpLIP prompts on the seen concepts with the "mini" preset, stopping early on the validation concepts,
      plus one run per ablation;
   4. write the shipped directory: the prompt checkpoint (backbone bundled), the test split as the demo gallery,
@@ -34,6 +35,7 @@ from ..names import folder_name
 from ..runtime import use_all_cores
 from ..train import TrainOptions, train
 from . import pretrain as pretrain_mod
+from .extra import render_extra
 from .sources import Artwork, IconMap, fetch_packages, load_icon_map, package_license
 from .world import WorldConfig, build_world
 
@@ -63,6 +65,7 @@ class BuildConfig:
     pretrain_steps: int = 2000
     pretrain_batch_size: int = 128
     edge_maps: float = 0.0
+    extra_art: float = 0.0  # fraction of each pretraining batch drawn from the extra colour art (extra.py); 0: none
     preset: str = "mini"
     train_overrides: dict = field(default_factory=dict)  # TrainOptions fields over the preset's (tests shrink it)
     ablations: tuple[str, ...] = tuple(ABLATIONS)
@@ -113,7 +116,8 @@ def train_prompts(backbone: Path, world_root: Path, run_dir: Path, cfg: BuildCon
 
 
 def attribution(icon_map: IconMap, roots: dict[str, Path], manifest: list[dict]) -> str:
-    """ATTRIBUTION.md: every package, its licence as the package states it, and what the world uses of it."""
+    """ATTRIBUTION.md: every package, its licence as the package states it, and what the world uses of it
+    (manifest entries: the world's files, and the extra pretraining art with split "pretrain-extra")."""
     used: dict[str, dict[str, set]] = {}
     for item in manifest:
         entry = used.setdefault(item["set"], {"icons": set(), "splits": set()})
@@ -224,15 +228,18 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
     _timed(report, "fetch_and_render", started)
 
     started = time.perf_counter()
+    extra_root = work / "extra_art"
+    extra = render_extra(imap, Artwork(imap, roots), extra_root, world_cfg.art_size) if cfg.extra_art else []
     named = work / BACKBONE_NAME  # the folder name becomes the backbone's name in the shipped config
     pool = [i for i in json.loads((world_root / "manifest.json").read_text()) if i["split"] == "pretrain"]
-    b_stamp = _digest(pool, cfg.pretrain_steps, cfg.pretrain_batch_size, cfg.edge_maps, cfg.seed)  # what it reads
+    b_stamp = _digest(pool, cfg.pretrain_steps, cfg.pretrain_batch_size, cfg.edge_maps, cfg.seed,  # what it reads
+                      *((extra, cfg.extra_art) if cfg.extra_art else ()))
     if backbone is not None:
         if Path(backbone).resolve() != named.resolve():
             shutil.copytree(backbone, named, dirs_exist_ok=True)
     elif not ((named / "stamp").is_file() and (named / "stamp").read_text() == b_stamp):
         model = pretrain_mod.pretrain(world_root, cfg.pretrain_steps, cfg.seed, cfg.pretrain_batch_size,
-                                      edge_maps=cfg.edge_maps)
+                                      edge_maps=cfg.edge_maps, extra=extra_root, extra_fraction=cfg.extra_art)
         pretrain_mod.save(model, named)
         (named / "stamp").write_text(b_stamp)
     report["gate_a"] = pretrain_mod.gate(named, world_root)
@@ -291,6 +298,7 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
     model.card_info = _card(split, report)
     model.save_pretrained(out)
     manifest = json.loads((world_root / "manifest.json").read_text())
+    manifest += [{**i, "split": "pretrain-extra", "domain": "art"} for i in extra]
     (out / "ATTRIBUTION.md").write_text(attribution(imap, roots, manifest))
     report["sizes_bytes"] = {
         "weights": sum(p.stat().st_size for p in out.glob("*.safetensors")),
@@ -313,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pretrain-steps", type=int, default=BuildConfig.pretrain_steps)
     parser.add_argument("--edge-maps", type=float, default=BuildConfig.edge_maps,
                         help="fraction of pretraining images drawn as edge maps of the colour art (default none)")
+    parser.add_argument("--extra-art", type=float, default=BuildConfig.extra_art,
+                        help="fraction of each pretraining batch from the extra colour art (0: none)")
     parser.add_argument("--preset", default=BuildConfig.preset, help="prompt-training preset (splip_core/configs)")
     parser.add_argument("--ablations", nargs="*", choices=list(ABLATIONS), default=list(ABLATIONS),
                         help="ablation trainings to run (none: --ablations with no names)")
@@ -320,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="ablation trainings run at once (one thread each)")
     args = parser.parse_args(argv)
     cfg = BuildConfig(seed=args.seed, pretrain_steps=args.pretrain_steps, edge_maps=args.edge_maps,
-                      preset=args.preset, ablations=tuple(args.ablations))
+                      extra_art=args.extra_art, preset=args.preset, ablations=tuple(args.ablations))
     report = build(args.out, args.work, cfg, args.packages, args.backbone, args.threads, jobs=args.jobs)
     print(results_markdown(report))
     print(json.dumps({"timings_s": report["timings_s"], "sizes_bytes": report["sizes_bytes"],

@@ -36,6 +36,7 @@ from PIL import Image
 from ..names import folder_name
 from ..preprocess import flatten_alpha
 from . import render
+from .extra import words
 
 MODEL_CFG = {
     "embed_dim": 128,
@@ -61,9 +62,11 @@ def _tokenizer():
 
 
 class Pool:
-    """The pretraining artworks in memory: premultiplied RGBA, concept index, set and caption words."""
+    """The pretraining artworks in memory: premultiplied RGBA, concept index, set and caption words. Labels below
+    len(names) are the world's concepts; the extra art (extra.py), if given, takes the labels after them, one per
+    distinct icon name."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, extra: Path | None = None):
         root = Path(root)
         split = json.loads((root / "split.json").read_text())
         self.names: list[str] = split["seen"] + split.get("val", []) + split["unseen"]
@@ -76,15 +79,26 @@ class Pool:
             name = by_folder[Path(entry["path"]).parent.name]
             self.labels.append(self.names.index(name))
             self.styles.append(entry["set"])
-            self.words.append((name, entry["icon"].replace("-", " ").replace("_", " ").lower()))
+            self.words.append((name, words(entry["icon"])))
+        extra_labels: dict[str, int] = {}
+        if extra is not None:
+            for entry in json.loads((Path(extra) / "manifest.json").read_text())["items"]:
+                arts.append(render.to_tensor(np.asarray(Image.open(Path(extra) / entry["path"]).convert("RGBA"))))
+                label = extra_labels.setdefault(entry["label"], len(extra_labels))
+                self.labels.append(len(self.names) + label)
+                self.styles.append(entry["set"])
+                self.words.append((entry["label"], entry["label"]))
         self.art = torch.stack(arts)
-        self.by_label = [[i for i, y in enumerate(self.labels) if y == c] for c in range(len(self.names))]
+        self.by_label = [[] for _ in range(len(self.names) + len(extra_labels))]
+        for i, y in enumerate(self.labels):
+            self.by_label[y].append(i)
+        self.extra_labels = len(extra_labels)
 
 
-def caption(rng: random.Random, words, style: str, sketch: bool) -> str:
+def caption(rng: random.Random, names: tuple[str, str], style: str, sketch: bool) -> str:
     """A caption for one rendered artwork: a domain/style template and the concept name or, for Iconify names
     that are words (not hexcodes), sometimes the icon's own name ("cat face")."""
-    name, icon = words
+    name, icon = names
     text = rng.choice(SKETCH_TEMPLATES if sketch else PHOTO_TEMPLATES)
     subject = icon if rng.random() < 0.3 and not any(ch.isdigit() for ch in icon) else name
     return text.format(subject, style=rng.choice(STYLE_3D if "3d" in style else STYLE_WORDS))
@@ -104,10 +118,14 @@ def _normalize(images: torch.Tensor) -> torch.Tensor:
     return (images - mean) / std
 
 
-def batch(pool: Pool, gen: torch.Generator, rng: random.Random, size: int, edge_maps: float = 0.0):
-    """A class-balanced batch: (images, caption strings, concept labels, is_sketch); a fraction `edge_maps` of
-    the images are edge-map "sketches" of the colour art."""
+def batch(pool: Pool, gen: torch.Generator, rng: random.Random, size: int, edge_maps: float = 0.0,
+          extra_fraction: float = 0.0):
+    """A class-balanced batch: (images, caption strings, labels, is_sketch); a fraction `edge_maps` of the images
+    are edge-map "sketches" of the colour art, a fraction `extra_fraction` are extra art (balanced over its names)."""
     labels = torch.randint(len(pool.names), (size,), generator=gen)
+    if extra_fraction and pool.extra_labels:
+        pick = torch.rand(size, generator=gen) < extra_fraction
+        labels[pick] = len(pool.names) + torch.randint(pool.extra_labels, (int(pick.sum()),), generator=gen)
     idx = torch.tensor([pool.by_label[y][torch.randint(len(pool.by_label[y]), (1,), generator=gen).item()]
                         for y in labels.tolist()])
     sketch = torch.rand(size, generator=gen) < edge_maps
@@ -132,18 +150,25 @@ def losses(model, images, tokens, labels, sketch, class_tokens):
     clip = -(target * logits.log_softmax(1)).sum(1).mean() / 2 - (target * logits.T.log_softmax(1)).sum(1).mean() / 2
     n = len(class_tokens) // 2
     cls = F.normalize(model.encode_text(class_tokens), dim=-1)
-    proto = torch.where(sketch[:, None, None], cls[n:][None], cls[:n][None])
-    ce = F.cross_entropy(scale * torch.einsum("bd,bcd->bc", img, proto), labels)
+    world = labels < n  # the class-name cross-entropy is over the world's concepts; extra art has no class text
+    proto = torch.where(sketch[world, None, None], cls[n:][None], cls[:n][None])
+    if not world.any():
+        return clip, img.sum() * 0.0
+    ce = F.cross_entropy(scale * torch.einsum("bd,bcd->bc", img[world], proto), labels[world])
     return clip, ce
 
 
 def pretrain(data: Path, steps: int, seed: int = 0, batch_size: int = 128, lr: float = 1e-3,
-             weight_decay: float = 0.05, log_every: int = 50, device: str = "cpu", edge_maps: float = 0.0):
-    """Train the tiny CLIP on `data/pretrain` for `steps` steps; deterministic given the seed (and device).
+             weight_decay: float = 0.05, log_every: int = 50, device: str = "cpu", edge_maps: float = 0.0,
+             extra: Path | None = None, extra_fraction: float = 0.0):
+    """Train the tiny CLIP on `data/pretrain` (and a fraction `extra_fraction` of each batch from the extra art
+    in `extra`) for `steps` steps; deterministic given the seed (and device).
 
     Batches are rendered on the CPU with a seeded generator whatever the device, so a GPU run sees the same data.
     """
-    pool = Pool(data)
+    if not 0.0 <= extra_fraction < 1.0:
+        raise ValueError(f"extra_fraction must be in [0, 1), got {extra_fraction}")
+    pool = Pool(data, extra if extra_fraction else None)
     tokenizer = _tokenizer()
     model = build_model(seed).to(device)
     gen = torch.Generator().manual_seed(seed)
@@ -161,7 +186,7 @@ def pretrain(data: Path, steps: int, seed: int = 0, batch_size: int = 128, lr: f
     model.train()
     t0 = time.time()
     for step in range(steps):
-        images, texts, labels, sketch = batch(pool, gen, rng, batch_size, edge_maps)
+        images, texts, labels, sketch = batch(pool, gen, rng, batch_size, edge_maps, extra_fraction)
         clip, ce = losses(model, images.to(device), tokenizer(texts).to(device), labels.to(device),
                           sketch.to(device), class_tokens)
         opt.zero_grad(set_to_none=True)
@@ -268,6 +293,8 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="backbone folder (open_clip local-dir layout)")
     parser.add_argument("--steps", type=int, default=1500, help="optimiser steps")
     parser.add_argument("--edge-maps", type=float, default=0.0, help="fraction of each batch drawn as edge maps")
+    parser.add_argument("--extra", type=Path, help="extra colour art rendered by splip_core.mini.extra")
+    parser.add_argument("--extra-fraction", type=float, default=0.0, help="fraction of each batch from --extra")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
@@ -276,11 +303,12 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     steps = args.steps
     t0 = time.time()
-    model = pretrain(args.data, steps, args.seed, args.batch_size, device=args.device, edge_maps=args.edge_maps)
+    model = pretrain(args.data, steps, args.seed, args.batch_size, device=args.device, edge_maps=args.edge_maps,
+                     extra=args.extra, extra_fraction=args.extra_fraction)
     t1 = time.time()
     save(model, args.out)
     report = gate(args.out, args.data)
-    report.update({"steps": steps, "edge_maps": args.edge_maps, "batch_size": args.batch_size, "seed": args.seed,
+    report.update({"steps": steps, "edge_maps": args.edge_maps, "extra_fraction": args.extra_fraction, "batch_size": args.batch_size, "seed": args.seed,
                    "device": args.device,
                    "pretrain_s": round(t1 - t0, 1), "gate_s": round(time.time() - t1, 1),
                    "size_bytes": (args.out / "open_clip_model.safetensors").stat().st_size})

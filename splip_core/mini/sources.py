@@ -151,6 +151,10 @@ class Artwork:
             self._iconify[package] = json.loads((self.roots[package] / "icons.json").read_text())
         return self._iconify[package]
 
+    def icon_names(self, set_key: str) -> list[str]:
+        """Every icon an Iconify set defines (aliases left out)."""
+        return list(self._icons(self.map.sets[set_key].package)["icons"])
+
     def is_svg(self, set_key: str) -> bool:
         s = self.map.sets[set_key]
         return s.names == "iconify" or (s.path or "").endswith(".svg")
