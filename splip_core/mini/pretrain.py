@@ -308,7 +308,8 @@ def main(argv=None) -> None:
     t1 = time.time()
     save(model, args.out)
     report = gate(args.out, args.data)
-    report.update({"steps": steps, "edge_maps": args.edge_maps, "extra_fraction": args.extra_fraction, "batch_size": args.batch_size, "seed": args.seed,
+    report.update({"steps": steps, "edge_maps": args.edge_maps, "extra_fraction": args.extra_fraction,
+                   "batch_size": args.batch_size, "seed": args.seed,
                    "device": args.device,
                    "pretrain_s": round(t1 - t0, 1), "gate_s": round(time.time() - t1, 1),
                    "size_bytes": (args.out / "open_clip_model.safetensors").stat().st_size})
