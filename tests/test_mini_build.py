@@ -40,6 +40,7 @@ def test_build_runs_end_to_end_on_a_fixture_resumes_and_its_numbers_reproduce(tm
     assert "difference" in report["ablations"]["w/o B_vt"] and set(report["modes"]) == {"fast", "faithful"}
     assert report["training"] and "val_mAP" in json.dumps(report["training"])
     assert "| ZS | mAP@all |" in results_markdown(report)
+    assert report["training_fit"]["num_queries"] > 0 and "| training fit | mAP@all |" in results_markdown(report)
     again = evaluate(model, load_dataset("folder", out / "gallery"), "zs", baseline=False)
     assert again["splip"]["mAP@all"] == pytest.approx(report["settings"]["zs"]["splip"]["mAP@all"], abs=1e-6)
 
