@@ -160,9 +160,10 @@ def losses(model, images, tokens, labels, sketch, class_tokens):
 
 def pretrain(data: Path, steps: int, seed: int = 0, batch_size: int = 128, lr: float = 1e-3,
              weight_decay: float = 0.05, log_every: int = 50, device: str = "cpu", edge_maps: float = 0.0,
-             extra: Path | None = None, extra_fraction: float = 0.0):
+             extra: Path | None = None, extra_fraction: float = 0.0, init: Path | None = None):
     """Train the tiny CLIP on `data/pretrain` (and a fraction `extra_fraction` of each batch from the extra art
-    in `extra`) for `steps` steps; deterministic given the seed (and device).
+    in `extra`) for `steps` steps; deterministic given the seed (and device). `init`: continue from a saved backbone
+    (a new warm-up and cosine schedule) instead of a fresh initialisation.
 
     Batches are rendered on the CPU with a seeded generator whatever the device, so a GPU run sees the same data.
     """
@@ -170,7 +171,12 @@ def pretrain(data: Path, steps: int, seed: int = 0, batch_size: int = 128, lr: f
         raise ValueError(f"extra_fraction must be in [0, 1), got {extra_fraction}")
     pool = Pool(data, extra if extra_fraction else None)
     tokenizer = _tokenizer()
-    model = build_model(seed).to(device)
+    model = build_model(seed)
+    if init is not None:
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(Path(init) / "open_clip_model.safetensors")))
+    model = model.to(device)
     gen = torch.Generator().manual_seed(seed)
     rng = random.Random(seed)
     class_tokens = tokenizer([f"a photo of a {c}." for c in pool.names] +
@@ -295,6 +301,8 @@ def main(argv=None) -> None:
     parser.add_argument("--edge-maps", type=float, default=0.0, help="fraction of each batch drawn as edge maps")
     parser.add_argument("--extra", type=Path, help="extra colour art rendered by splip_core.mini.extra")
     parser.add_argument("--extra-fraction", type=float, default=0.0, help="fraction of each batch from --extra")
+    parser.add_argument("--init", type=Path, help="continue from this saved backbone instead of a fresh one")
+    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
@@ -304,11 +312,12 @@ def main(argv=None) -> None:
     steps = args.steps
     t0 = time.time()
     model = pretrain(args.data, steps, args.seed, args.batch_size, device=args.device, edge_maps=args.edge_maps,
-                     extra=args.extra, extra_fraction=args.extra_fraction)
+                     extra=args.extra, extra_fraction=args.extra_fraction, init=args.init, lr=args.lr)
     t1 = time.time()
     save(model, args.out)
     report = gate(args.out, args.data)
     report.update({"steps": steps, "edge_maps": args.edge_maps, "extra_fraction": args.extra_fraction,
+                   "init": str(args.init) if args.init else None, "lr": args.lr,
                    "batch_size": args.batch_size, "seed": args.seed,
                    "device": args.device,
                    "pretrain_s": round(t1 - t0, 1), "gate_s": round(time.time() - t1, 1),
