@@ -184,3 +184,13 @@ def test_pretraining_mixes_extra_art_into_batches_with_its_own_labels(built, fix
     assert all(torch.isfinite(p).all() for p in model.parameters())
     with pytest.raises(ValueError, match="extra_fraction"):
         pretrain.pretrain(built, steps=1, extra=tmp_path / "extra", extra_fraction=1.0)
+
+
+def test_pretraining_can_continue_from_a_saved_backbone(built, tmp_path):
+    first = pretrain.pretrain(built, steps=1, batch_size=8, log_every=0)
+    pretrain.save(first, tmp_path / "first")
+    fresh = pretrain.pretrain(built, steps=1, batch_size=8, log_every=0, lr=1e-12, seed=1)
+    resumed = pretrain.pretrain(built, steps=1, batch_size=8, log_every=0, lr=1e-12, seed=1, init=tmp_path / "first")
+    weight = first.visual.conv1.weight
+    assert torch.allclose(resumed.visual.conv1.weight, weight, atol=1e-6)
+    assert not torch.allclose(fresh.visual.conv1.weight, weight, atol=1e-6)
