@@ -19,7 +19,7 @@ SHIPPED = Path(__file__).resolve().parents[1] / "weights" / "mini"
 @pytest.mark.slow
 def test_build_runs_end_to_end_on_a_fixture_resumes_and_its_numbers_reproduce(tmp_path):
     packages, icon_map = make_mini_packages(tmp_path / "packages")
-    cfg = BuildConfig(seed=3, world=CFG, pretrain_steps=2, pretrain_batch_size=16, extra_art=0.5,
+    cfg = BuildConfig(seed=3, world=CFG, pretrain_steps=2, continue_steps=1, pretrain_batch_size=16, extra_art=0.5,
                       train_overrides={"max_steps": 2, "batch_size": 8, "eval_every": 1, "epochs": 2},
                       ablations=("w/o B_vt", "paper preset"))
     report = build(tmp_path / "out", tmp_path / "work", cfg, packages=packages, icon_map=icon_map)

