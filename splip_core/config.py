@@ -73,6 +73,12 @@ class PromptConfig:
     """Training with "instance" conditioning only: each image's text pass runs over k seen classes drawn at random
     (always including its own), so B_vt averages and L_class ranks over that subset; None = all seen classes.
     Inference always uses all seen classes."""
+    text_class_sample_shared: bool = False
+    """With text_class_sample: one random subset per step, shared by every image (sketch, positive and negative)
+    and not forced to hold any image's class, as at inference, where all images see the same classes. The per-image
+    subsets (False) give the anchor and its positive a conditioning the negative lacks: a label shortcut that the
+    triplet learns instead of the sketch (README, "Does the recipe fit"). L_class skips images whose class is not
+    in the shared subset."""
 
     def validate(self) -> None:
         _one_of("prompts.train_text_conditioning", self.train_text_conditioning, ("instance", "batch"))

@@ -93,7 +93,9 @@ def class_logits(features: torch.Tensor, class_text: torch.Tensor) -> torch.Tens
 
 def class_loss(features: torch.Tensor, class_text: torch.Tensor, labels: torch.Tensor,
                temperature: float) -> torch.Tensor:
-    """CE over seen classes (see `class_logits` for the shapes)."""
+    """CE over seen classes (see `class_logits` for the shapes); labels of -100 are skipped."""
+    if not (labels >= 0).any():
+        return features.sum() * 0.0
     return F.cross_entropy(class_logits(features, class_text) / temperature, labels)
 
 
@@ -229,8 +231,9 @@ class SpLIPLoss(nn.Module):
                              margin=float(margins.mean()), negative_margins=float((margins < 0).float().mean()),
                              active_triplets=float((neg_cos - pos_cos + margins > 0).float().mean()))
                 if f.sketch_text is not None and f.class_targets is not None:
-                    logits = class_logits(f.sketch, f.sketch_text)
-                    stats["class_acc"] = float((logits.argmax(1) == f.class_targets).float().mean())
+                    logits, known = class_logits(f.sketch, f.sketch_text), f.class_targets >= 0
+                    if known.any():
+                        stats["class_acc"] = float((logits.argmax(1) == f.class_targets)[known].float().mean())
                 if jigsaw_logits is not None:
                     stats["jigsaw_acc"] = float((jigsaw_logits.argmax(1) == f.permutation).float().mean())
         return terms

@@ -124,20 +124,29 @@ class TrainingStep:
     def class_subsets(self, labels: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor | None:
         """Each image's k seen classes for its text pass; None = all classes (the default, batch conditioning,
         inference, or k >= the number of classes)."""
-        k, n_classes = self.model.config.prompts.text_class_sample, len(self.model.config.seen_classes)
+        prompts, n_classes = self.model.config.prompts, len(self.model.config.seen_classes)
+        k = prompts.text_class_sample
         if k is None or k >= n_classes or not self.model.training or not self.model.conditions_per_image:
             return None
+        if prompts.text_class_sample_shared:
+            row = torch.rand(n_classes, generator=generator).topk(k).indices.to(labels.device)
+            return row.expand(len(labels), k)
         return sample_class_subsets(labels, n_classes, k, generator)
 
     def features(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> BatchFeatures:
         model, labels = self.model, batch["label"]
         subset = self.class_subsets(labels, generator)
-        negative_subset = self.class_subsets(batch["negative_label"], generator)
+        shared = model.config.prompts.text_class_sample_shared
+        negative_subset = subset if shared else self.class_subsets(batch["negative_label"], generator)
         # the class text comes with B_vt's pass anyway; L_class and the class-accuracy statistic read it
         sketch, sketch_text = model(batch["sketch"], "sketch", with_class_text=True, class_subset=subset)
         positive, positive_text = model(batch["positive"], "photo", with_class_text=True, class_subset=subset)
         negative = model(batch["negative"], "photo", class_subset=negative_subset)
-        targets = labels if subset is None else (subset == labels[:, None]).int().argmax(1)
+        if subset is None:
+            targets = labels
+        else:  # the class's row in the image's subset; -100 (cross-entropy's ignore index) where it is absent
+            hit = subset == labels[:, None]
+            targets = torch.where(hit.any(1), hit.int().argmax(1), torch.full_like(labels, -100))
         feats = BatchFeatures(sketch, positive, negative, sketch_text, positive_text, targets)
         if self.frozen is not None:
             photos = torch.cat([batch["positive"], batch["negative"]])

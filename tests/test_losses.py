@@ -244,6 +244,23 @@ def test_class_loss_over_a_subset_targets_the_own_class():
     assert TrainingStep(batch_model, make_loss(batch_model)).class_subsets(batch["label"], None) is None
 
 
+def test_a_shared_class_subset_conditions_every_image_alike_and_skips_absent_classes_in_l_class():
+    model = tiny_model(text_class_sample=3, text_class_sample_shared=True, use_jigsaw=False,
+                       class_loss_on="sketch").train()
+    step = TrainingStep(model, make_loss(model))
+    batch = _batch(4)
+    subset = step.class_subsets(batch["label"], torch.Generator().manual_seed(0))
+    assert subset.shape == (4, 3) and all(torch.equal(row, subset[0]) for row in subset)  # one set for all images
+    draws = {tuple(step.class_subsets(batch["label"], torch.Generator().manual_seed(s))[0].tolist()) for s in range(8)}
+    assert len(draws) > 1
+    feats = step.features(batch, torch.Generator().manual_seed(0))
+    hit = subset == batch["label"][:, None]
+    assert torch.equal(feats.class_targets >= 0, hit.any(1))  # -100 where the image's class is not in the set
+    assert class_loss(feats.sketch, feats.sketch_text, torch.full((4,), -100), 1.0).item() == 0.0
+    terms = step(batch, torch.Generator().manual_seed(0))
+    assert torch.isfinite(terms["total"])
+
+
 def test_photo_anchor_is_one_minus_the_cosine_to_the_frozen_clip_and_trains_nothing_frozen():
     model = tiny_model(photo_anchor_weight=2.0, use_jigsaw=False).train()
     loss_fn = make_loss(model)
