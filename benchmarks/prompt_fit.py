@@ -1,0 +1,78 @@
+"""Does a prompt recipe fit its own training data, and what does fitting do to the validation concepts?
+
+Trains the "mini" preset on a rendered world for a fixed number of steps (no early stopping), with overrides, then
+measures the final weights against the frozen backbone: the training fit (training sketches of the seen concepts
+against the training photos, a seeded subset of queries) and the validation concepts, each with the
+concept-clustered 95% CI of SpLIP minus frozen, plus the loss curve and the norms of what was learnt.
+
+    python -m benchmarks.prompt_fit --world W/world --backbone W/splip-mini-clip --lr 2e-3 --steps 300 \\
+        --shared-prompts 8 [--shared-subset] --out benchmarks/results/prompt-fit-NAME.json --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import fields
+from pathlib import Path
+
+import torch
+
+from splip_core.config import SpLIPConfig
+from splip_core.configs import load_preset
+from splip_core.data import load_dataset
+from splip_core.evaluate import evaluate
+from splip_core.model import SpLIP
+from splip_core.names import folder_name
+from splip_core.train import TrainOptions, train
+
+
+def measure(world: Path, backbone: Path, run: Path, lr: float, steps: int, shared_prompts: int,
+            shared_subset: bool, fit_queries: int = 400) -> dict:
+    split = json.loads((world / "split.json").read_text())
+    recipe = load_preset("mini")
+    known = {f.name for f in fields(TrainOptions)}
+    opts = TrainOptions(**{k: v for k, v in {**recipe["train"], "lr": lr, "max_steps": steps, "eval_every": None,
+                                             "patience": None}.items() if k in known}, seed=0)
+    data = load_dataset("folder", world / "train")
+    backbone_cfg = {"name": f"local-dir:{backbone}", "pretrained": None}
+    config = SpLIPConfig.from_dict({**recipe["model"], "backbone": backbone_cfg, "seen_classes": data.seen}).updated(
+        {"prompts": {"n_shared_prompts": shared_prompts, "text_class_sample_shared": shared_subset}})
+    history = train(config, data, run, opts, device="cpu")
+    model = SpLIP.from_pretrained(run)
+    report = {"lr": lr, "steps": steps, "shared_prompts": shared_prompts, "shared_subset": shared_subset,
+              "loss_curve": [{k: h[k] for k in ("global_step", "total", "pos_cos", "neg_cos")} for h in history],
+              "norms": {k: v for k, v in history[-1].items() if k.startswith("norm_")}}
+    views = {"training_fit": (load_dataset("folder", world / "train", split=[folder_name(c) for c in split["seen"]]),
+                              fit_queries),
+             "validation": (load_dataset("folder", world / "val", split=[folder_name(c) for c in split["val"]]), None)}
+    for name, (view, max_queries) in views.items():
+        r = evaluate(model, view, "zs", max_queries=max_queries)
+        report[name] = {"frozen": r["baseline"]["mAP@all"], "splip": r["splip"]["mAP@all"],
+                        "difference": r["difference"]["mAP@all"], "num_queries": r["num_queries"],
+                        "num_concepts": r["num_concepts"]}
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--world", type=Path, required=True, help="a rendered world (the build's WORK/world)")
+    parser.add_argument("--backbone", type=Path, required=True, help="the tiny CLIP (open_clip local-dir layout)")
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--shared-prompts", type=int, default=8, help="prompts.n_shared_prompts")
+    parser.add_argument("--shared-subset", action="store_true", help="prompts.text_class_sample_shared")
+    parser.add_argument("--run", type=Path, default=Path(".cache/prompt-fit"), help="training run folder")
+    parser.add_argument("--out", type=Path, required=True, help="JSON report")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    report = measure(args.world, args.backbone, args.run, args.lr, args.steps, args.shared_prompts,
+                     args.shared_subset)
+    args.out.write_text(json.dumps(report, indent=1))
+    print(json.dumps({k: report[k] for k in ("training_fit", "validation")}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
