@@ -122,8 +122,8 @@ class TrainingStep:
         self.frozen = model.frozen_baseline().eval() if loss_fn.config.photo_anchor_weight > 0 else None
 
     def class_subsets(self, labels: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor | None:
-        """Each image's k seen classes for its text pass; None = all classes (the default, batch conditioning,
-        inference, or k >= the number of classes)."""
+        """Each image's k seen classes for its text pass (one row for all images with text_class_sample_shared);
+        None = all classes (the default, batch conditioning, inference, or k >= the number of classes)."""
         prompts, n_classes = self.model.config.prompts, len(self.model.config.seen_classes)
         k = prompts.text_class_sample
         if k is None or k >= n_classes or not self.model.training or not self.model.conditions_per_image:
