@@ -13,41 +13,29 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import fields
 from pathlib import Path
 
 import torch
 
-from splip_core.config import SpLIPConfig
-from splip_core.configs import load_preset
 from splip_core.data import load_dataset
-from splip_core.evaluate import evaluate
+from splip_core.mini.build import BuildConfig, fit_and_validation, prompt_run
 from splip_core.model import SpLIP
-from splip_core.names import folder_name
-from splip_core.train import TrainOptions, train
+from splip_core.train import train
 
 
 def measure(world: Path, backbone: Path, run: Path, lr: float, steps: int, shared_prompts: int,
-            shared_subset: bool, fit_queries: int = 400) -> dict:
-    split = json.loads((world / "split.json").read_text())
-    recipe = load_preset("mini")
-    known = {f.name for f in fields(TrainOptions)}
-    opts = TrainOptions(**{k: v for k, v in {**recipe["train"], "lr": lr, "max_steps": steps, "eval_every": None,
-                                             "patience": None}.items() if k in known}, seed=0)
+            shared_subset: bool) -> dict:
     data = load_dataset("folder", world / "train")
-    backbone_cfg = {"name": f"local-dir:{backbone}", "pretrained": None}
-    config = SpLIPConfig.from_dict({**recipe["model"], "backbone": backbone_cfg, "seen_classes": data.seen}).updated(
-        {"prompts": {"n_shared_prompts": shared_prompts, "text_class_sample_shared": shared_subset}})
+    budget = BuildConfig(train_overrides={"lr": lr, "max_steps": steps, "eval_every": None, "patience": None})
+    config, opts = prompt_run(backbone, data, budget, "mini", {"prompts": {
+        "n_shared_prompts": shared_prompts, "text_class_sample_shared": shared_subset}})
     history = train(config, data, run, opts, device="cpu")
     model = SpLIP.from_pretrained(run)
     report = {"lr": lr, "steps": steps, "shared_prompts": shared_prompts, "shared_subset": shared_subset,
               "loss_curve": [{k: h[k] for k in ("global_step", "total", "pos_cos", "neg_cos")} for h in history],
               "norms": {k: v for k, v in history[-1].items() if k.startswith("norm_")}}
-    views = {"training_fit": (load_dataset("folder", world / "train", split=[folder_name(c) for c in split["seen"]]),
-                              fit_queries),
-             "validation": (load_dataset("folder", world / "val", split=[folder_name(c) for c in split["val"]]), None)}
-    for name, (view, max_queries) in views.items():
-        r = evaluate(model, view, "zs", max_queries=max_queries)
+    split = json.loads((world / "split.json").read_text())
+    for name, r in fit_and_validation(model, world, split).items():
         report[name] = {"frozen": r["baseline"]["mAP@all"], "splip": r["splip"]["mAP@all"],
                         "difference": r["difference"]["mAP@all"], "num_queries": r["num_queries"],
                         "num_concepts": r["num_concepts"]}

@@ -101,11 +101,10 @@ def prompt_recipe(preset: str | dict) -> tuple[dict, dict]:
     return dict(recipe["model"]), dict(recipe["train"])
 
 
-def train_prompts(backbone: Path, world_root: Path, run_dir: Path, cfg: BuildConfig, preset: str | dict,
-                  overrides: dict | None = None) -> tuple[SpLIP, list[dict]]:
-    """Prompts on world_root/train, stopped early on world_root/val; (best model, training history)."""
-    data = load_dataset("folder", world_root / "train")
-    val = load_dataset("folder", world_root / "val")
+def prompt_run(backbone: Path, data, cfg: BuildConfig, preset: str | dict,
+               overrides: dict | None = None) -> tuple[SpLIPConfig, TrainOptions]:
+    """(config, options) of one prompt training on `data` (the world's train split): the preset's recipe with the
+    build preset's step budget, then cfg.train_overrides and the config `overrides` on top."""
     model_fields, train_fields = prompt_recipe(preset)
     budget = {k: v for k, v in prompt_recipe(cfg.preset)[1].items() if k in BUDGET}
     known = {f.name for f in fields(TrainOptions)}
@@ -113,9 +112,32 @@ def train_prompts(backbone: Path, world_root: Path, run_dir: Path, cfg: BuildCon
                         seed=cfg.seed, datasets=["splip-mini (icon and emoji artwork)"])
     config = SpLIPConfig.from_dict({**model_fields, "backbone": {"name": f"local-dir:{backbone}", "pretrained": None},
                                     "seen_classes": data.seen}).updated(overrides or {})
+    return config, opts
+
+
+def train_prompts(backbone: Path, world_root: Path, run_dir: Path, cfg: BuildConfig, preset: str | dict,
+                  overrides: dict | None = None) -> tuple[SpLIP, list[dict]]:
+    """Prompts on world_root/train, stopped early on world_root/val; (best model, training history)."""
+    data = load_dataset("folder", world_root / "train")
+    config, opts = prompt_run(backbone, data, cfg, preset, overrides)
     history = train(config, data, run_dir, opts, device="cpu", resume=(run_dir / "training_state.json").is_file(),
-                    val_data=val)
+                    val_data=load_dataset("folder", world_root / "val"))
     return SpLIP.from_pretrained(run_dir), history
+
+
+def summary(result: dict) -> dict:
+    """What a report keeps of an `evaluate` result: both models' metrics, chance, the CI'd difference, counts."""
+    return {k: result[k] for k in ("baseline", "splip", "chance", "difference", "num_queries", "num_concepts",
+                                   "num_gallery")}
+
+
+def fit_and_validation(model: SpLIP, world_root: Path, split: dict) -> dict:
+    """SpLIP vs frozen on the validation concepts (what a recipe is chosen on) and, as "training_fit", on
+    FIT_QUERIES training sketches of the seen concepts against the training photos (does the recipe fit?)."""
+    val = load_dataset("folder", world_root / "val", split=[folder_name(c) for c in split["val"]])
+    seen_train = load_dataset("folder", world_root / "train", split=[folder_name(c) for c in split["seen"]])
+    return {"validation": summary(evaluate(model, val, "zs")),
+            "training_fit": summary(evaluate(model, seen_train, "zs", max_queries=FIT_QUERIES))}
 
 
 def attribution(icon_map: IconMap, roots: dict[str, Path], manifest: list[dict]) -> str:
@@ -172,12 +194,11 @@ def results_markdown(report: dict) -> str:
 
     rows = ["| setting | metric | frozen tiny CLIP | SpLIP | SpLIP − frozen [95% CI] | chance | queries |",
             "|---|---|---|---|---|---|---|"]
-    for setting, metrics in (("training fit", ("mAP@all",)), ("validation", ("mAP@all", "P@100")),
-                             ("ZS", ("mAP@all", "P@100")),
-                             ("seen", ("mAP@all", "P@100")),
-                             ("GZS", ("mAP@all", "P@100")), ("FG", ("Acc@1", "Acc@5"))):
-        r = report.get({"training fit": "training_fit"}.get(setting, setting)) \
-            if setting in ("training fit", "validation") else report["settings"].get(setting.lower())
+    settings, both = report["settings"], ("mAP@all", "P@100")
+    for setting, r, metrics in (("training fit", report.get("training_fit"), ("mAP@all",)),
+                                ("validation", report.get("validation"), both), ("ZS", settings.get("zs"), both),
+                                ("seen", settings.get("seen"), both), ("GZS", settings.get("gzs"), both),
+                                ("FG", settings.get("fg"), ("Acc@1", "Acc@5"))):
         if r is None:
             continue
         for m in metrics:
@@ -260,14 +281,7 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
     r_stamp = _digest(stamp, b_stamp, prompt_recipe(cfg.preset), cfg.train_overrides)  # changed data or recipe: anew
     model, history = train_prompts(named, world_root, work / "runs" / f"full-{r_stamp}", cfg, cfg.preset)
     report["training"] = history
-    val = load_dataset("folder", world_root / "val", split=[folder_name(c) for c in split["val"]])
-    result = evaluate(model, val, "zs")  # the validation concepts: what the recipe was chosen on
-    report["validation"] = {k: result[k] for k in ("baseline", "splip", "chance", "difference", "num_queries",
-                                                    "num_concepts", "num_gallery")}
-    seen_train = load_dataset("folder", world_root / "train", split=[folder_name(c) for c in split["seen"]])
-    result = evaluate(model, seen_train, "zs", max_queries=FIT_QUERIES)  # the training concepts, drawers and photos
-    report["training_fit"] = {k: result[k] for k in ("baseline", "splip", "chance", "difference", "num_queries",
-                                                      "num_concepts", "num_gallery")}
+    report.update(fit_and_validation(model, world_root, split))
     _timed(report, "train_prompts", started)
 
     if out.exists():
@@ -281,8 +295,7 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
     for setting, data, name in (("zs", test, "zs"), ("zs", seen_view, "seen"), ("gzs", test, "gzs"),
                                 ("fg", test, "fg")):
         result = evaluate(model, data, setting)
-        report["settings"][name] = {k: result[k] for k in ("baseline", "splip", "chance", "difference",
-                                                            "num_queries", "num_concepts", "num_gallery")}
+        report["settings"][name] = summary(result)
         if name == "gzs":
             report["per_class_ap"] = result["per_class_ap"]
     report["seen"], report["unseen"] = test.seen, test.unseen

@@ -59,8 +59,9 @@ def render_extra(icon_map: IconMap, art: Artwork, root: Path, size: int) -> list
     items = select(icon_map, art)
     digest = hashlib.sha256(json.dumps([size, items]).encode()).hexdigest()
     manifest = root / "manifest.json"
-    if manifest.is_file() and json.loads(manifest.read_text()).get("digest") == digest:
-        return json.loads(manifest.read_text())["items"]
+    done = json.loads(manifest.read_text()) if manifest.is_file() else {}
+    if done.get("digest") == digest:
+        return done["items"]
     for item in items:
         item["path"] = f"{item['set']}/{item['icon']}.png"
         path = root / item["path"]

@@ -151,9 +151,9 @@ def losses(model, images, tokens, labels, sketch, class_tokens):
     n = len(class_tokens) // 2
     cls = F.normalize(model.encode_text(class_tokens), dim=-1)
     world = labels < n  # the class-name cross-entropy is over the world's concepts; extra art has no class text
-    proto = torch.where(sketch[world, None, None], cls[n:][None], cls[:n][None])
     if not world.any():
         return clip, img.sum() * 0.0
+    proto = torch.where(sketch[world, None, None], cls[n:][None], cls[:n][None])
     ce = F.cross_entropy(scale * torch.einsum("bd,bcd->bc", img[world], proto), labels[world])
     return clip, ce
 
