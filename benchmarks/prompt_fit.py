@@ -24,15 +24,23 @@ from splip_core.train import train
 
 
 def measure(world: Path, backbone: Path, run: Path, lr: float, steps: int, shared_prompts: int,
-            shared_subset: bool) -> dict:
+            shared_subset: bool, eval_every: int | None = None, model_set: dict | None = None,
+            train_set: dict | None = None) -> dict:
+    """Train and measure one recipe. With `eval_every` the run validates as it goes and keeps its best validated
+    weights (as the build does, without stopping early); `model_set` / `train_set` override the preset."""
     data = load_dataset("folder", world / "train")
-    budget = BuildConfig(train_overrides={"lr": lr, "max_steps": steps, "eval_every": None, "patience": None})
+    budget = BuildConfig(train_overrides={"lr": lr, "max_steps": steps, "eval_every": eval_every, "patience": None,
+                                          **(train_set or {})})
     config, opts = prompt_run(backbone, data, budget, "mini", {"prompts": {
         "n_shared_prompts": shared_prompts, "text_class_sample_shared": shared_subset}})
-    history = train(config, data, run, opts, device="cpu")
+    config = config.updated(model_set or {})
+    val = load_dataset("folder", world / "val") if eval_every else None
+    history = train(config, data, run, opts, device="cpu", val_data=val)
     model = SpLIP.from_pretrained(run)
+    curve_keys = ("global_step", "total", "pos_cos", "neg_cos", "val_mAP")
     report = {"lr": lr, "steps": steps, "shared_prompts": shared_prompts, "shared_subset": shared_subset,
-              "loss_curve": [{k: h[k] for k in ("global_step", "total", "pos_cos", "neg_cos")} for h in history],
+              "model_set": model_set or {}, "train_set": train_set or {},
+              "loss_curve": [{k: h[k] for k in curve_keys if k in h} for h in history],
               "norms": {k: v for k, v in history[-1].items() if k.startswith("norm_")}}
     split = json.loads((world / "split.json").read_text())
     for name, r in fit_and_validation(model, world, split).items():
@@ -50,13 +58,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--shared-prompts", type=int, default=8, help="prompts.n_shared_prompts")
     parser.add_argument("--shared-subset", action="store_true", help="prompts.text_class_sample_shared")
+    parser.add_argument("--eval-every", type=int, help="validate every N steps and keep the best validated weights")
+    parser.add_argument("--model-set", type=json.loads,
+                        help='model config overrides as JSON, e.g. {"loss": {"use_contrastive": true}}')
+    parser.add_argument("--train-set", type=json.loads, help="TrainOptions overrides as JSON")
     parser.add_argument("--run", type=Path, default=Path(".cache/prompt-fit"), help="training run folder")
     parser.add_argument("--out", type=Path, required=True, help="JSON report")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     report = measure(args.world, args.backbone, args.run, args.lr, args.steps, args.shared_prompts,
-                     args.shared_subset)
+                     args.shared_subset, args.eval_every, args.model_set, args.train_set)
     args.out.write_text(json.dumps(report, indent=1))
     print(json.dumps({k: report[k] for k in ("training_fit", "validation")}, indent=1))
     return 0
