@@ -21,7 +21,7 @@ def test_build_runs_end_to_end_on_a_fixture_resumes_and_its_numbers_reproduce(tm
     packages, icon_map = make_mini_packages(tmp_path / "packages")
     cfg = BuildConfig(seed=3, world=CFG, pretrain_steps=2, continue_steps=1, pretrain_batch_size=16, extra_art=0.5,
                       train_overrides={"max_steps": 2, "batch_size": 8, "eval_every": 1, "epochs": 2},
-                      ablations=("w/o B_vt", "paper preset"))
+                      ablations=("w/o B_vt", "paper preset"), ablation_steps=1)
     report = build(tmp_path / "out", tmp_path / "work", cfg, packages=packages, icon_map=icon_map)
     out = tmp_path / "out"
     assert {"config.json", "model.safetensors", "backbone.safetensors", "README.md", "evaluation.json",
@@ -38,6 +38,10 @@ def test_build_runs_end_to_end_on_a_fixture_resumes_and_its_numbers_reproduce(tm
         assert set(r) >= {"baseline", "splip", "chance", "difference", "num_queries", "num_concepts"}
     assert set(report["ablations"]) == {"w/o B_vt", "paper preset"}
     assert "difference" in report["ablations"]["w/o B_vt"] and set(report["modes"]) == {"fast", "faithful"}
+    reference, ablated = report["ablation_reference"], report["ablations"]["w/o B_vt"]
+    assert reference["max_steps"] == 1 and "the ablations' reference" in results_markdown(report)
+    assert ablated["difference"]["mAP@all"]["mean_difference"] == pytest.approx(  # taken against the reference
+        ablated["mAP@all"] - reference["mAP@all"], abs=1e-6)
     assert report["training"] and "val_mAP" in json.dumps(report["training"])
     assert "| ZS | mAP@all |" in results_markdown(report)
     assert report["training_fit"]["num_queries"] > 0 and "| training fit | mAP@all |" in results_markdown(report)

@@ -50,6 +50,7 @@ ABLATIONS = {  # each a change of the build's preset ("mini"), or another preset
     "+ contrastive": {"loss": {"use_contrastive": True}},
     "paper preset": "paper",
 }
+ABLATION_REFERENCE = "full recipe"  # trained at the ablations' own step budget when they have one (ablation_steps)
 BUDGET = ("epochs", "max_steps", "batch_size", "eval_every", "patience")  # every run gets the build preset's budget
 BACKBONE_NAME = "splip-mini-clip"
 SUBSET_QUERIES = 200  # the fixed ZS subset whose mAP the tests reproduce from the shipped files
@@ -72,6 +73,9 @@ class BuildConfig:
     preset: str = "mini"
     train_overrides: dict = field(default_factory=dict)  # TrainOptions fields over the preset's (tests shrink it)
     ablations: tuple[str, ...] = tuple(ABLATIONS)
+    # max_steps of each ablation training (None: the shipped run's budget). With a budget of their own the ablations
+    # are compared with ABLATION_REFERENCE, the full recipe trained at that budget, not with the shipped model.
+    ablation_steps: int | None = 300
 
 
 def _timed(report: dict, name: str, started: float) -> None:
@@ -212,6 +216,10 @@ def results_markdown(report: dict) -> str:
         full = report["settings"]["zs"]["splip"]
         best = max(h.get("val_mAP", 0.0) for h in report.get("training", [{}]))
         rows.append(f"| full SpLIP (mini preset) | {100 * full['mAP@all']:.1f} | | {100 * best:.1f} |")
+        if "ablation_reference" in report:
+            r = report["ablation_reference"]
+            rows.append(f"| full recipe at the ablations' budget ({r['max_steps']} steps; the ablations' reference) | "
+                        f"{100 * r['mAP@all']:.1f} | | {100 * r['best_val_mAP']:.1f} |")
         for name, r in report["ablations"].items():
             rows.append(f"| {name} | {100 * r['mAP@all']:.1f} | {diff(r, 'mAP@all')} | {100 * r['best_val_mAP']:.1f} |")
     for mode, r in report.get("modes", {}).items():
@@ -223,7 +231,7 @@ def _ablation_run(args) -> list[dict]:
     """One ablation's prompt training in a worker process (one torch thread); returns its history."""
     backbone, world_root, run_dir, cfg, name = args
     torch.set_num_threads(1)
-    what = ABLATIONS[name]
+    what = ABLATIONS.get(name, {})  # ABLATION_REFERENCE: the build's preset unchanged
     preset, overrides = (what, None) if isinstance(what, str) else (cfg.preset, what)
     return train_prompts(backbone, world_root, run_dir, cfg, preset, overrides)[1]
 
@@ -311,16 +319,29 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
 
     started = time.perf_counter()
     report["ablations"] = {}
-    runs = {name: work / "runs" / f"{name}-{r_stamp}".replace(" ", "_").replace("/", "") for name in cfg.ablations}
+    own_budget = bool(cfg.ablations) and cfg.ablation_steps is not None
+    a_cfg = cfg
+    if own_budget:
+        a_cfg = replace(cfg, train_overrides={**cfg.train_overrides, "max_steps": cfg.ablation_steps})
+    a_stamp = _digest(r_stamp, cfg.ablation_steps) if own_budget else r_stamp
+    names = [ABLATION_REFERENCE, *cfg.ablations] if own_budget else list(cfg.ablations)
+    runs = {name: work / "runs" / f"{name}-{a_stamp}".replace(" ", "_").replace("/", "") for name in names}
     histories: dict[str, list[dict]] = {}
     if runs:
         with ProcessPoolExecutor(max(1, jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
-            work_items = [(named, world_root, runs[n], cfg, n) for n in runs]
+            work_items = [(named, world_root, runs[n], a_cfg, n) for n in runs]
             histories = dict(zip(runs, pool.map(_ablation_run, work_items), strict=True))
-    for name, run_dir in runs.items():
-        result = evaluate(SpLIP.from_pretrained(run_dir), test, "zs", reference=model)  # ablated minus full
+    best_val = {name: max(h.get("val_mAP", 0.0) for h in history) for name, history in histories.items()}
+    reference = model
+    if own_budget:
+        reference = SpLIP.from_pretrained(runs[ABLATION_REFERENCE])
+        report["ablation_reference"] = {**evaluate(reference, test, "zs", baseline=False)["splip"],
+                                        "best_val_mAP": best_val[ABLATION_REFERENCE],
+                                        "max_steps": cfg.ablation_steps}
+    for name in cfg.ablations:
+        result = evaluate(SpLIP.from_pretrained(runs[name]), test, "zs", reference=reference)  # ablated minus full
         report["ablations"][name] = {**result["splip"], "difference": result["difference"],
-                                     "best_val_mAP": max(h.get("val_mAP", 0.0) for h in histories[name])}
+                                     "best_val_mAP": best_val[name]}
     _timed(report, "ablations", started)
 
     model.card_info = _card(split, report)
@@ -356,12 +377,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default=BuildConfig.preset, help="prompt-training preset (splip_core/configs)")
     parser.add_argument("--ablations", nargs="*", choices=list(ABLATIONS), default=list(ABLATIONS),
                         help="ablation trainings to run (none: --ablations with no names)")
+    parser.add_argument("--ablation-steps", type=lambda v: None if v == "full" else int(v),
+                        default=BuildConfig.ablation_steps,
+                        help="max_steps of each ablation, measured against the full recipe at the same budget "
+                             "('full': the shipped run's budget, measured against the shipped model)")
     parser.add_argument("--threads", type=int, help="torch threads (default: every available core)")
     parser.add_argument("--jobs", type=int, default=1, help="ablation trainings run at once (one thread each)")
     args = parser.parse_args(argv)
     cfg = BuildConfig(seed=args.seed, pretrain_steps=args.pretrain_steps, continue_steps=args.continue_steps,
                       edge_maps=args.edge_maps,
-                      extra_art=args.extra_art, preset=args.preset, ablations=tuple(args.ablations))
+                      extra_art=args.extra_art, preset=args.preset, ablations=tuple(args.ablations),
+                      ablation_steps=args.ablation_steps)
     report = build(args.out, args.work, cfg, args.packages, args.backbone, args.threads, jobs=args.jobs)
     print(results_markdown(report))
     print(json.dumps({"timings_s": report["timings_s"], "sizes_bytes": report["sizes_bytes"],
