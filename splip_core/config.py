@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,34 @@ INFERENCE_MODES = ("faithful", "fast")
 
 class ConfigError(ValueError):
     """A configuration that cannot describe a SpLIP model."""
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    """Does a JSON-loaded value have the annotated type? bool is not an int, an int is a float."""
+    if typing.get_origin(hint) in (types.UnionType, typing.Union):
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    if hint in (int, float):
+        return isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool)
+    base, args = typing.get_origin(hint) or hint, typing.get_args(hint)
+    if base is list:
+        return isinstance(value, (list, tuple)) and all(_type_ok(v, args[0]) for v in value)
+    if base is dict:
+        return isinstance(value, dict) and all(_type_ok(k, args[0]) and _type_ok(v, args[1])
+                                               for k, v in value.items())
+    return isinstance(value, base)
+
+
+def _check_types(obj: Any, prefix: str = "", skip: tuple[str, ...] = ()) -> None:
+    """ConfigError naming the first field whose value has the wrong type (e.g. a count given as "4" or 2.5)."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if f.name not in skip and not _type_ok(value, hints[f.name]):
+            raise ConfigError(f"{prefix}{f.name} must be {f.type}, got {value!r}")
 
 
 def _one_of(name: str, value: Any, choices: tuple) -> None:
@@ -83,10 +113,10 @@ class PromptConfig:
     def validate(self) -> None:
         _one_of("prompts.train_text_conditioning", self.train_text_conditioning, ("instance", "batch"))
         _one_of("prompts.text_prompt_position", self.text_prompt_position, ("prepend", "replace"))
-        if self.text_class_sample is not None and int(self.text_class_sample) < 1:
+        if self.text_class_sample is not None and self.text_class_sample < 1:
             raise ConfigError(f"prompts.text_class_sample must be >= 1 or null, got {self.text_class_sample}")
         for name in ("n_text_prompts", "n_shared_prompts", "bt_layers"):
-            if int(getattr(self, name)) < 1:
+            if getattr(self, name) < 1:
                 raise ConfigError(f"prompts.{name} must be >= 1, got {getattr(self, name)}")
 
 
@@ -132,7 +162,7 @@ class LossConfig:
             if getattr(self, name) < 0:
                 raise ConfigError(f"loss.{name} must be >= 0, got {getattr(self, name)}")
         for name in ("jigsaw_grid", "jigsaw_permutations"):
-            if int(getattr(self, name)) < 1:
+            if getattr(self, name) < 1:
                 raise ConfigError(f"loss.{name} must be >= 1, got {getattr(self, name)}")
 
 
@@ -165,10 +195,12 @@ class SpLIPConfig:
 
     def validate(self) -> None:
         """Raise ConfigError naming the field when a value cannot work."""
+        _check_types(self, skip=tuple(SECTIONS))
         for name, cls in SECTIONS.items():
             section = getattr(self, name)
             if not isinstance(section, cls):
                 raise ConfigError(f"{name} must be a {cls.__name__}, got {type(section).__name__}")
+            _check_types(section, f"{name}.")
             section.validate()
         if set(self.templates) != set(MODALITIES):
             raise ConfigError(f"templates must have exactly the keys {MODALITIES}, got {sorted(self.templates)}")
@@ -184,6 +216,21 @@ class SpLIPConfig:
     # --- JSON --------------------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def non_defaults(self) -> dict[str, Any]:
+        """to_dict() without the fields at their defaults: what identifies this configuration, unchanged when a
+        later version adds a field with a default (so embedding caches keyed on it stay valid)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in SECTIONS:
+                default = dataclasses.asdict(SECTIONS[f.name]())
+                changed = {k: v for k, v in dataclasses.asdict(value).items() if default[k] != v}
+                if changed:
+                    out[f.name] = changed
+            elif value != (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default):
+                out[f.name] = value
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SpLIPConfig:

@@ -44,7 +44,7 @@ class HubMixin(ModelHubMixin, library_name=LIBRARY, tags=TAGS, paper_url=PAPER_U
         """A short hash of config + every weight that shapes the embeddings: the key of embedding caches. Anything
         that changes the config or the weights (loading, training, `set_inference_mode`) resets it."""
         if self._fingerprint is None:
-            digest = hashlib.sha256(json.dumps(self.config.to_dict(), sort_keys=True).encode())
+            digest = hashlib.sha256(json.dumps(self.config.non_defaults(), sort_keys=True).encode())
             digest.update(str(self._bundles_backbone()).encode())
             state = self.trainable_state_dict()
             if self._bundles_backbone():
@@ -172,7 +172,7 @@ scores = sketch @ photos.T
 
         try:
             spec = SpLIPConfig.from_dict(config)
-        except (ConfigError, TypeError) as err:
+        except ConfigError as err:
             raise CheckpointError(f"{model_id}/{CONFIG_FILE}: {err}") from err
         weights = fetch(WEIGHTS_FILE)
         model = cls(spec)

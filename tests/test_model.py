@@ -1,6 +1,7 @@
 """SpLIP's forward pass: equivalence with open_clip when prompts are off, what trains, what stays frozen."""
 
 import dataclasses
+import re
 
 import open_clip
 import pytest
@@ -204,6 +205,19 @@ def test_config_is_strict_and_round_trips_through_json(tmp_path):
     assert tiny_config().seen_classes == TINY_CLASSES
 
 
+@pytest.mark.parametrize("bad, message", [
+    ({"prompts": {"n_text_prompts": "4"}}, "prompts.n_text_prompts must be int, got '4'"),
+    ({"prompts": {"n_shared_prompts": 2.5}}, "prompts.n_shared_prompts must be int, got 2.5"),
+    ({"prompts": {"tune_layernorm": 1}}, "prompts.tune_layernorm must be bool"),
+    ({"loss": {"margin_min": "0.1"}}, "loss.margin_min must be float | None"),
+    ({"seen_classes": ["cat", 3]}, "seen_classes must be list"),
+])
+def test_a_value_of_the_wrong_type_is_a_config_error_naming_the_field(bad, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        SpLIPConfig.from_dict({"seen_classes": TINY_CLASSES, **bad})
+    assert tiny_config(alpha=1).loss.alpha == 1  # an int where a float is expected is fine
+
+
 def test_set_inference_mode_validates_and_renews_the_fingerprint_and_configs_are_frozen():
     model = tiny_model(use_text_prompts=False)
     faithful = model.fingerprint()
@@ -218,6 +232,26 @@ def test_set_inference_mode_validates_and_renews_the_fingerprint_and_configs_are
     assert model.fingerprint() == faithful and not model._fast_cache
     with pytest.raises(dataclasses.FrozenInstanceError):
         model.config.inference_mode = "fast"  # the one way to switch is set_inference_mode
+
+
+def test_the_fingerprint_leaves_out_fields_at_their_defaults_and_follows_every_change():
+    """A field added later with a default must not change the fingerprints (cache keys) of older checkpoints."""
+    config = tiny_config()
+    kept = config.non_defaults()
+    for section in ("backbone", "prompts", "loss"):
+        defaults = dataclasses.asdict(type(getattr(config, section))())
+        assert all(defaults[k] != v for k, v in kept.get(section, {}).items()), section
+        assert {k for k, v in dataclasses.asdict(getattr(config, section)).items() if defaults[k] != v} == set(
+            kept.get(section, {})), section
+    assert "inference_mode" not in kept and kept["seen_classes"] == TINY_CLASSES
+    changed = config.updated({"loss": {"alpha": config.loss.alpha + 0.5}})
+    assert changed.non_defaults()["loss"]["alpha"] == changed.loss.alpha
+
+    def fingerprint(c):
+        torch.manual_seed(0)
+        return SpLIP(c).fingerprint()
+
+    assert fingerprint(config) == fingerprint(config) != fingerprint(changed)
 
 
 def test_flat_and_nested_configs_read_the_same_and_dropped_knobs_are_checked():
