@@ -64,6 +64,14 @@ def test_shipped_weights_reproduce_their_recorded_zs_subset_map():
     assert 100 * got["splip"]["mAP@all"] == pytest.approx(100 * check["mAP@all"], abs=0.5)
 
 
+def test_the_readme_tables_are_the_shipped_evaluation():
+    """Every row of the results and ablation tables in README.md is what the shipped evaluation.json renders."""
+    rows = [r for r in results_markdown(json.loads((SHIPPED / "evaluation.json").read_text())).splitlines()
+            if r.startswith("| ") and not r.startswith("| setting") and not r.startswith("| ZS ablation")]
+    readme = (SHIPPED.parents[1] / "README.md").read_text().splitlines()
+    assert len(rows) > 20 and [r for r in rows if r not in readme] == []
+
+
 def test_the_shipped_embedding_seeds_match_the_shipped_model():
     """The seeds must be keyed by the fingerprints the app computes from the shipped model in each inference mode
     (else a cold start re-embeds the whole gallery)."""
