@@ -277,7 +277,7 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
         model = pretrain_mod.pretrain(world_root, cfg.pretrain_steps, cfg.seed, cfg.pretrain_batch_size,
                                       edge_maps=cfg.edge_maps, extra=extra_root, extra_fraction=cfg.extra_art)
         pretrain_mod.save(model, named)
-        if cfg.continue_steps:  # a second cosine cycle: the ceiling 36.2 -> 41.0 (README)
+        if cfg.continue_steps:  # a second cosine cycle: the ceiling 36.2 -> 40.9 (README)
             model = pretrain_mod.pretrain(world_root, cfg.continue_steps, cfg.seed + 1, cfg.pretrain_batch_size,
                                           lr=cfg.continue_lr, edge_maps=cfg.edge_maps, extra=extra_root,
                                           extra_fraction=cfg.extra_art, init=named)
