@@ -220,25 +220,22 @@ class SpLIPConfig:
     def non_defaults(self) -> dict[str, Any]:
         """to_dict() without the fields at their defaults: what identifies this configuration, unchanged when a
         later version adds a field with a default (so embedding caches keyed on it stay valid)."""
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name in SECTIONS:
-                default = dataclasses.asdict(SECTIONS[f.name]())
-                changed = {k: v for k, v in dataclasses.asdict(value).items() if default[k] != v}
+        defaults, out = _field_defaults(SpLIPConfig), {}
+        for name, value in self.to_dict().items():
+            if name in SECTIONS:
+                default = dataclasses.asdict(defaults[name])
+                changed = {k: v for k, v in value.items() if default[k] != v}
                 if changed:
-                    out[f.name] = changed
-            elif value != (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default):
-                out[f.name] = value
+                    out[name] = changed
+            elif value != defaults[name]:
+                out[name] = value
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SpLIPConfig:
         """The nested form, or a flat (pre-section) one. Strict: an unknown key is an error, so a typo never
         silently falls back to a default."""
-        defaults = {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-                    for f in dataclasses.fields(cls)}
-        return _apply(defaults, data)
+        return _apply(_field_defaults(cls), data)
 
     def updated(self, changes: dict[str, Any]) -> SpLIPConfig:
         """This config with `changes` applied: nested ({"loss": {"alpha": 0.1}}) or flat ({"alpha": 0.1}) keys."""
@@ -254,6 +251,12 @@ class SpLIPConfig:
     def replace(self, **changes: Any) -> SpLIPConfig:
         """Top-level fields or whole sections; for one field inside a section use `updated`."""
         return dataclasses.replace(self, **changes)
+
+
+def _field_defaults(cls: type) -> dict[str, Any]:
+    """Each field's default value (a fresh one where the field has a default factory)."""
+    return {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            for f in dataclasses.fields(cls)}
 
 
 def _apply(current: dict[str, Any], changes: dict[str, Any]) -> SpLIPConfig:
