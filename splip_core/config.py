@@ -12,6 +12,7 @@ Checkpoints written before the sections existed hold one flat object; `from_dict
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import types
 import typing
@@ -46,9 +47,12 @@ def _type_ok(value: Any, hint: Any) -> bool:
     return isinstance(value, base)
 
 
+_type_hints = functools.cache(typing.get_type_hints)  # evaluated once per class, not on every validation
+
+
 def _check_types(obj: Any, prefix: str = "", skip: tuple[str, ...] = ()) -> None:
     """ConfigError naming the first field whose value has the wrong type (e.g. a count given as "4" or 2.5)."""
-    hints = typing.get_type_hints(type(obj))
+    hints = _type_hints(type(obj))
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         if f.name not in skip and not _type_ok(value, hints[f.name]):
