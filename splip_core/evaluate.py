@@ -21,13 +21,14 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .data import ImageDataset, Sample, SBIRData, load_dataset
+from .data import SKETCH_DOMAINS, ImageDataset, Sample, SBIRData, load_dataset
 from .metrics import fg_accuracy, paired_bootstrap, retrieval_metrics
 from .model import SpLIP
 from .runtime import load_model, run_cli, use_all_cores
 
 SETTINGS = ("zs", "gzs", "fg")
-RETRIEVAL_PER_QUERY = {"mAP@all": "AP@all", "mAP@200": "AP@200", "P@100": "P@100", "P@200": "P@200"}
+RETRIEVAL_PER_QUERY = {"mAP@all": "AP@all", "mAP@200": "AP@200", "P@100": "P@100", "P@200": "P@200",
+                       "C@1": "C@1", "C@5": "C@5"}
 
 
 @torch.inference_mode()
@@ -187,7 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="zero-shot split name or class-list file")
     p.add_argument("--setting", choices=SETTINGS, default="zs")
     p.add_argument("--mode", choices=["faithful", "fast"], help="override the checkpoint's inference mode")
-    p.add_argument("--gzs-queries", choices=["unseen", "all"], default="unseen")
+    p.add_argument("--gzs-queries", choices=["unseen", "seen", "all"], default="unseen")
+    p.add_argument("--sketches", choices=["all", *SKETCH_DOMAINS], default="all",
+                   help="query with one sketch domain only: doodles (qd_* files) or icons (the rest)")
     p.add_argument("--max-queries", type=int, help="evaluate a seeded random subset of the queries")
     p.add_argument("--no-baseline", action="store_true", help="skip the frozen CLIP baseline")
     p.add_argument("--bootstrap", type=int, default=2000, metavar="N",
@@ -210,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         dataset, root = "folder", root or str(Path(args.model) / "gallery")
     if root is None:
         raise ValueError("--data is required for this dataset")
-    data = load_dataset(dataset, root, args.split)
+    data = load_dataset(dataset, root, args.split).sketch_domain(args.sketches)
     report = evaluate(model, data, args.setting, baseline=not args.no_baseline, batch_size=args.batch_size,
                       workers=args.workers, gzs_queries=args.gzs_queries, max_queries=args.max_queries,
                       seed=args.seed, bootstrap=args.bootstrap)

@@ -14,6 +14,8 @@ Conventions (all values are fractions in [0, 1], not percentages):
     (the SEM-PCYC / SAKE convention: sklearn's AP applied to the top-K list); 0 when none is in the top K.
   * P@K   = relevant items in the top K / K; when the gallery is smaller than K the list is the whole gallery and
     the denominator is the gallery size.
+  * C@K   = the query's concept is among the first K concepts when concepts are ranked by their best photo (what a
+    person sees in a result page: is the thing I drew among the first K kinds of thing shown?).
   * Acc@K = fraction of queries whose own paired photo ranks within the top K.
 
 Both metric functions also return their per-query values, so `paired_bootstrap` can put a concept-clustered
@@ -26,6 +28,8 @@ from collections.abc import Hashable, Sequence
 
 import numpy as np
 import torch
+
+NOT_IN_GALLERY = 2**31 - 1  # the concept rank of a query whose concept has no photo in the gallery
 
 
 def _as_embeddings(x: torch.Tensor, name: str) -> torch.Tensor:
@@ -60,12 +64,14 @@ def retrieval_metrics(
     ks: Sequence[int] = (100, 200),
     map_at: Sequence[int] = (200,),
     chunk_size: int = 512,
+    concept_ks: Sequence[int] = (1, 5),
 ) -> dict:
     """Category-level retrieval quality of sketch queries against a photo gallery (definitions in the module doc).
 
-    Returns {"mAP@all", "mAP@K" for K in map_at, "P@K" for K in ks: float; "num_queries": int;
-    "per_query": {metric name: float64 array over queries} (AP@all under "AP@all", AP@K under "AP@K", P@K under
-    "P@K"); "ap": the AP@all array; "ap_per_class": {query label: mean AP@all of that label's queries}}.
+    Returns {"mAP@all", "mAP@K" for K in map_at, "P@K" for K in ks, "C@K" for K in concept_ks: float;
+    "num_queries": int; "per_query": {metric name: float64 array over queries} (AP@all under "AP@all", AP@K under
+    "AP@K", P@K under "P@K", C@K under "C@K"); "concept_rank": the rank of each query's concept (1 = first);
+    "ap": the AP@all array; "ap_per_class": {query label: mean AP@all of that label's queries}}.
     """
     query_emb = _as_embeddings(query_emb, "query_emb")
     gallery_emb = _as_embeddings(gallery_emb, "gallery_emb").to(query_emb.device, query_emb.dtype)
@@ -81,11 +87,20 @@ def retrieval_metrics(
     per_query: dict[str, list[torch.Tensor]] = {"AP@all": []}
     per_query.update({f"AP@{k}": [] for k in map_at})
     per_query.update({f"P@{k}": [] for k in ks})
+    concepts, gallery_concept = torch.unique(gallery_labels, return_inverse=True)
+    concept_ranks = []
 
     for start in range(0, len(query_emb), chunk_size):
         sim = query_emb[start : start + chunk_size] @ gallery_emb.T
+        best = torch.full((len(sim), len(concepts)), -torch.inf, dtype=sim.dtype, device=device).scatter_reduce(
+            1, gallery_concept.expand_as(sim), sim, "amax")
+        own = (query_labels[start : start + chunk_size, None] == concepts[None]).float().argmax(1)
+        own_best = best.gather(1, own[:, None])
+        known = (query_labels[start : start + chunk_size, None] == concepts[None]).any(1)
+        rank = (best > own_best).sum(1) + 1
+        concept_ranks.append(torch.where(known, rank, NOT_IN_GALLERY))
         order = torch.sort(sim, dim=1, descending=True, stable=True).indices
-        del sim
+        del sim, best
         relevant = gallery_labels[order] == query_labels[start : start + chunk_size, None]
         del order
         hits = relevant.cumsum(dim=1, dtype=torch.int32)
@@ -108,10 +123,14 @@ def retrieval_metrics(
             per_query[f"P@{k}"].append(hits[:, top - 1].double() / top)
 
     arrays = {name: torch.cat(parts).cpu().numpy() for name, parts in per_query.items()}
+    concept_rank = torch.cat(concept_ranks).cpu().numpy()
+    arrays.update({f"C@{k}": (concept_rank <= k).astype(np.float64) for k in concept_ks})
     labels = query_labels.cpu().numpy()
     result: dict = {"mAP@all": float(arrays["AP@all"].mean())}
     result.update({f"mAP@{k}": float(arrays[f"AP@{k}"].mean()) for k in map_at})
     result.update({f"P@{k}": float(arrays[f"P@{k}"].mean()) for k in ks})
+    result.update({f"C@{k}": float(arrays[f"C@{k}"].mean()) for k in concept_ks})
+    result["concept_rank"] = concept_rank
     result["num_queries"] = len(labels)
     result["per_query"] = arrays
     result["ap"] = arrays["AP@all"]

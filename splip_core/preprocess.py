@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 MAX_IMAGE_BYTES = 32 * 1024 * 1024
 MAX_IMAGE_PIXELS = 40_000_000
@@ -103,6 +103,7 @@ def load_image(source) -> Image.Image:
 
 
 INK_THRESHOLD = 200
+LINE = 3  # stroke width of a redrawn doodle at 4x its pixels; its ink fraction is then nearest the bitmaps
 
 
 def ink_mask(image: Image.Image, ink_threshold: int = INK_THRESHOLD) -> np.ndarray:
@@ -144,11 +145,45 @@ def crop_to_ink(image: Image.Image, margin: float = 0.1, ink_threshold: int = IN
     return image if box is None else _square(image, box, margin)
 
 
+def _doodle(mask: np.ndarray, box: tuple[int, int, int, int], pixels: int, line: int = LINE) -> Image.Image:
+    """The inked pixels in `box` redrawn as a Quick, Draw! bitmap (see `doodle_bitmap`). Working at 4x: the strokes
+    are thinned to about one pixel (the pen's width estimated from what one erosion removes: area / (removed / 2)),
+    drawn again `line` pixels wide, and box-filtered down."""
+    left, top, right, bottom = box
+    work = 4 * pixels
+    piece = Image.fromarray(np.where(mask[top:bottom, left:right], 255, 0).astype(np.uint8), "L")
+    scale = work / max(piece.size)
+    piece = piece.resize((max(1, round(piece.width * scale)), max(1, round(piece.height * scale))), Image.BOX)
+    piece = piece.point(lambda v: 255 if v > 64 else 0)
+    area = np.count_nonzero(np.asarray(piece))
+    eroded = piece.filter(ImageFilter.MinFilter(3))
+    removed = area - np.count_nonzero(np.asarray(eroded))
+    width = 2 * area / max(removed, 1)
+    for _ in range(int((width - 1.5) // 2)):  # each erosion takes a pixel off both sides; keep one at least
+        if not np.asarray(eroded).any():  # a filled blob, not strokes: keep what the last erosion left
+            break
+        piece, eroded = eroded, eroded.filter(ImageFilter.MinFilter(3))
+    page = Image.new("L", (work, work), 0)
+    page.paste(piece.filter(ImageFilter.MaxFilter(line)), (0, 0))
+    return ImageOps.invert(page.resize((pixels, pixels), Image.BOX))
+
+
+def doodle_bitmap(image: Image.Image, pixels: int = 28, ink_threshold: int = INK_THRESHOLD) -> Image.Image | None:
+    """A drawing redrawn the way Quick, Draw!'s bitmaps were made ("L", black on white, `pixels` square; None when
+    nothing is inked): scaled so its longer side fills the frame, in the top-left corner, every stroke about 1.5
+    pixels wide whatever pen drew it, anti-aliased. The model then sees a canvas as it saw its training doodles."""
+    mask = ink_mask(image, ink_threshold)
+    box = _ink_box(mask)
+    return None if box is None else _doodle(mask, box, pixels)
+
+
 def drawn_sketch(image: Image.Image, min_ink_fraction: float = 0.0005, margin: float = 0.1,
-                 ink_threshold: int = INK_THRESHOLD) -> Image.Image | None:
-    """What a canvas is searched as: None when it is blank (`is_blank`), else `crop_to_ink` of it, from one ink
-    mask instead of two (a search's preprocessing is on the demo's hot path)."""
+                 ink_threshold: int = INK_THRESHOLD, pixels: int | None = None) -> Image.Image | None:
+    """What a canvas is searched as: None when it is blank (`is_blank`), else `crop_to_ink` of it or, with
+    `pixels`, its `doodle_bitmap`, from one ink mask (a search's preprocessing is on the demo's hot path)."""
     mask = ink_mask(image, ink_threshold)
     if _too_little_ink(mask, min_ink_fraction):
         return None
+    if pixels:
+        return _doodle(mask, _ink_box(mask), pixels).convert("RGB")
     return _square(image, _ink_box(mask), margin)

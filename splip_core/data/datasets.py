@@ -7,6 +7,7 @@ evaluation protocols (ZS, GZS, FG) are then selections over it, so no protocol d
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -37,6 +38,10 @@ SPLIT_FILES = {
     },
     "quickdraw": {"dey": "quickdraw_split_dey.txt"},
 }
+
+
+DOODLE_PREFIX = "qd_"  # a folder dataset's Quick, Draw! doodles are named qd_<index>.png
+SKETCH_DOMAINS = ("doodles", "icons")
 
 
 class DatasetError(ValueError):
@@ -116,7 +121,19 @@ class SBIRData:
             return self.sketches_of(self.unseen), list(self.photos)
         if queries == "all":
             return list(self.sketches), list(self.photos)
-        raise ValueError(f"queries must be 'unseen' or 'all', not {queries!r}")
+        if queries == "seen":
+            return self.sketches_of(self.seen), list(self.photos)
+        raise ValueError(f"queries must be 'unseen', 'seen' or 'all', not {queries!r}")
+
+    def sketch_domain(self, domain: str) -> SBIRData:
+        """The same data with only one domain's sketches: "doodles" (files named `qd_*`, Quick, Draw! doodles),
+        "icons" (every other sketch: the mini world's icon families) or "all"."""
+        if domain == "all":
+            return self
+        if domain not in SKETCH_DOMAINS:
+            raise DatasetError(f"sketch domain must be one of {('all', *SKETCH_DOMAINS)}, not {domain!r}")
+        keep = [s for s in self.sketches if s.path.name.startswith(DOODLE_PREFIX) == (domain == "doodles")]
+        return dataclasses.replace(self, sketches=keep)
 
     def fg_split(self, classes: Iterable[str] | None = None) -> tuple[list[Sample], list[Sample]]:
         """FG-ZS-SBIR: sketches of `classes` (default: unseen) that have a paired photo, against the paired photos.

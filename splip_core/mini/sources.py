@@ -13,7 +13,7 @@ import json
 import shutil
 import subprocess
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -52,6 +52,7 @@ class IconMap:
     sets: dict[str, IconSet]
     concepts: dict[str, dict[str, tuple[str, ...]]]
     lists: dict[str, tuple[str, ...]]
+    since: dict[str, str] = field(default_factory=dict)  # concept -> the world version that added it ("v3")
 
     def packages(self) -> list[tuple[str, str]]:
         """Distinct (package, version) pairs, sorted."""
@@ -78,14 +79,16 @@ def load_icon_map(path: str | Path | None = None) -> IconMap:
             raise IconMapError(f"{path}: set {key!r} has role {s['role']!r}, not one of {ROLES}")
         sets[key] = IconSet(key, s["package"], s["version"], s["license"], s["family"], s["role"],
                             s.get("names", "iconify"), s.get("path"))
-    concepts, lists = {}, {}
+    concepts, lists, since = {}, {}, {}
     for name, c in raw["concepts"].items():
         unknown = sorted(set(c["icons"]) - set(sets))
         if unknown:
             raise IconMapError(f"{path}: concept {name!r} uses undeclared sets {unknown}")
         concepts[name] = {k: tuple(v) for k, v in sorted(c["icons"].items()) if v}
         lists[name] = tuple(c.get("lists", ()))
-    return IconMap(sets, dict(sorted(concepts.items())), lists)
+        if "since" in c:
+            since[name] = c["since"]
+    return IconMap(sets, dict(sorted(concepts.items())), lists, since)
 
 
 def _extract(tarball: Path, dest: Path) -> Path:

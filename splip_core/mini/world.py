@@ -34,10 +34,23 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..data.datasets import DOODLE_PREFIX
 from ..names import folder_name
 from . import concepts as cpt
 from . import render
+from .doodles import CREDIT as DOODLE_CREDIT
+from .doodles import PACKAGE as DOODLE_PACKAGE
+from .doodles import USABLE, bitmap_image, read_bitmaps
+from .doodles import categories as doodle_categories
 from .sources import Artwork, IconMap
+
+DOODLE_SET = "quickdraw"  # the manifest's `set` of a doodle; its `icon` is the drawing's index
+
+
+def pretrain_doodle_categories(categories: list[str], split: dict) -> list[str]:
+    """The doodle categories the backbone may learn from: every one that is not a concept of the world."""
+    world = {*split["seen"], *split["val"], *split["unseen"]}
+    return [c for c in categories if c not in world]
 
 FG_RULE = (
     "Instance = one drawing of a test drawer whose design family also ships a colour version of the very same "
@@ -66,6 +79,11 @@ class WorldConfig:
     gallery_photo_views: int = 2
     edge_pairs: int = 3  # edge-map sketches per training colour artwork, each paired with that artwork's photo
     jpeg_quality: int = 85
+    # "icons": the sketches are the line/outline icon sets drawn like a visitor (v2); "doodles": Quick, Draw!
+    # doodles (drawings 0..doodle_train-1 of a seen concept train, the rest up to doodles.USABLE test), the icon
+    # sets a second sketch domain, and clean line icons of the train families in pretraining (v3)
+    sketches: str = "icons"
+    doodle_train: int = 64
 
 
 @dataclass(frozen=True)
@@ -116,14 +134,20 @@ def plan(icon_map: IconMap, split: cpt.Split, cfg: WorldConfig) -> list[Item]:
     family = {k: s.family for k, s in icon_map.sets.items()}
 
     def add(split_name, domain, concept, set_key, icon, view, name):
-        ext = {"sketch": "png", "photo": "jpg", "art": "png"}[domain]
+        ext = {"sketch": "png", "photo": "jpg", "art": "png", "line": "png"}[domain]
         where = "pretrain" if split_name == "pretrain" else f"{split_name}/{domain}"
         items.append(Item(f"{where}/{folder_name(concept)}/{name}.{ext}", split_name, domain, concept, set_key, icon,
                           view))
 
+    doodles = cfg.sketches == "doodles"
     for concept in (*split.seen, *split.val, *split.unseen):
         icons = icon_map.concepts[concept]
         gallery = gallery_sets(icon_map, concept, test_families, cfg)
+        if doodles:
+            for i in range(USABLE):
+                where = ("train" if i < cfg.doodle_train else "test") if concept in split.seen else \
+                    "val" if concept in split.val else "test"
+                add(where, "sketch", concept, DOODLE_SET, str(i), 0, f"{DOODLE_PREFIX}{i:02d}")
         for set_key, names in icons.items():
             for icon in names:
                 stem = f"{set_key}_{icon}"
@@ -153,10 +177,13 @@ def plan(icon_map: IconMap, split: cpt.Split, cfg: WorldConfig) -> list[Item]:
                     name = f"fg_{twin}_{icon}" if twin and icon in icons[twin] and twin in gallery else stem
                     for k in range(cfg.test_sketch_views):
                         add("test", "sketch", concept, set_key, icon, k, f"{name}-{k}")
-                elif concept not in split.unseen:
-                    where = "train" if concept in split.seen else "val"
-                    for k in range(cfg.train_sketch_views):
-                        add(where, "sketch", concept, set_key, icon, k, f"{stem}-{k}")
+                else:
+                    if doodles:  # web CLIP has seen line drawings of everything: so does the backbone
+                        add("pretrain", "line", concept, set_key, icon, 0, f"line_{stem}")
+                    if concept in split.seen or (concept in split.val and not doodles):
+                        where = "train" if concept in split.seen else "val"
+                        for k in range(cfg.train_sketch_views):
+                            add(where, "sketch", concept, set_key, icon, k, f"{stem}-{k}")
     return items
 
 
@@ -165,13 +192,33 @@ def _generator(seed: int, path: str) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
 
 
-def render_item(item: Item, art: Artwork, cfg: WorldConfig) -> Image.Image:
+class Doodles:
+    """The usable drawings of the doodle package, read once per category."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._last: tuple[str, np.ndarray] | None = None
+
+    def image(self, category: str, index: int) -> Image.Image:
+        if self._last is None or self._last[0] != category:
+            self._last = (category, read_bitmaps(self.root, category, range(USABLE)))
+        return bitmap_image(self._last[1][index])
+
+
+def render_item(item: Item, art: Artwork, cfg: WorldConfig, doodles: Doodles | None = None) -> Image.Image:
     """The image of one planned file; deterministic given the seed and the file's path. View 0 of a sketch is
-    the drawing as designed (only cropped); the others are drawn like a visitor would."""
+    the drawing as designed (only cropped); the others are drawn like a visitor would. A doodle is its 28x28
+    bitmap as it is (the model's transform upsamples it, as it upsamples a canvas redrawn as a doodle)."""
+    if item.set == DOODLE_SET:
+        if doodles is None:
+            raise ValueError(f"{item.path}: a doodle, but no doodle package was given")
+        return doodles.image(item.concept, int(item.icon))
     gen = _generator(cfg.seed, item.path)
     data, svg = art.data(item.set, item.icon), art.is_svg(item.set)
     if item.domain == "art":
         return Image.fromarray(render.rasterize(data, cfg.art_size, svg=svg), "RGBA")
+    if item.domain == "line":
+        return Image.fromarray(render.rasterize(data, cfg.art_size, svg=svg, ink=True), "RGBA")
     if item.domain == "sketch" and Path(item.path).name.startswith("edge_"):
         rgba = render.to_tensor(render.rasterize(data, cfg.size, svg=svg))[None]
         return render.edge_sketch(rgba, gen, cfg.size)
@@ -184,14 +231,22 @@ def render_item(item: Item, art: Artwork, cfg: WorldConfig) -> Image.Image:
     return Image.fromarray((rgb.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
 
 
-def build_world(icon_map: IconMap, art: Artwork, root: Path, cfg: WorldConfig = WorldConfig()) -> dict:
-    """Split and render the world into `root`; returns the split.json content.
+def build_world(icon_map: IconMap, art: Artwork, root: Path, cfg: WorldConfig = WorldConfig(),
+                doodle_root: Path | None = None) -> dict:
+    """Split and render the world into `root`; returns the split.json content. A doodle world
+    (`cfg.sketches == "doodles"`) needs the doodle package's folder `doodle_root`.
 
     An interrupted render of the same plan resumes (files are deterministic given their path, and `root/plan`
     holds the plan's digest); any other content of `root` is replaced."""
     root = Path(root)
+    if cfg.sketches not in ("icons", "doodles"):
+        raise ValueError(f"WorldConfig.sketches must be 'icons' or 'doodles', got {cfg.sketches!r}")
+    if cfg.sketches == "doodles" and doodle_root is None:
+        raise ValueError("a doodle world needs the doodle package (doodle_root)")
+    categories = doodle_categories(doodle_root) if cfg.sketches == "doodles" else None
     split = cpt.make_split(icon_map, cfg.seed, cfg.test_families, cfg.unseen_fraction, cfg.val_fraction,
-                           cfg.min_sketch_families, cfg.min_photo_sets)
+                           cfg.min_sketch_families, cfg.min_photo_sets, categories)
+    doodles = Doodles(doodle_root) if categories is not None else None
     items = plan(icon_map, split, cfg)
     digest = hashlib.sha256(json.dumps([asdict(cfg), [asdict(i) for i in items]]).encode()).hexdigest()
     if root.exists() and not ((root / "plan").is_file() and (root / "plan").read_text() == digest):
@@ -205,7 +260,7 @@ def build_world(icon_map: IconMap, art: Artwork, root: Path, cfg: WorldConfig = 
         if path.is_file():
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
-        image = render_item(item, art, cfg)
+        image = render_item(item, art, cfg, doodles)
         tmp = path.with_name("partial-" + path.name)
         if item.domain == "photo":
             image.save(tmp, format="JPEG", quality=cfg.jpeg_quality, optimize=True)
@@ -217,7 +272,7 @@ def build_world(icon_map: IconMap, art: Artwork, root: Path, cfg: WorldConfig = 
     for item in items:
         key = f"{item.split}/{item.domain}"
         counts[key] = counts.get(key, 0) + 1
-    used = sorted({item.set for item in items})
+    used = sorted({item.set for item in items} - {DOODLE_SET})
     content = {
         "seed": cfg.seed,
         "seen": list(split.seen),
@@ -235,6 +290,11 @@ def build_world(icon_map: IconMap, art: Artwork, root: Path, cfg: WorldConfig = 
         "config": asdict(cfg),
         "counts": counts,
     }
+    if categories is not None:
+        content["doodles"] = {"package": f"{DOODLE_PACKAGE.package}@{DOODLE_PACKAGE.version}",
+                              "license": DOODLE_PACKAGE.license, "credit": DOODLE_CREDIT, "usable": USABLE,
+                              "train": cfg.doodle_train,
+                              "pretrain_categories": pretrain_doodle_categories(categories, content)}
     (root / "split.json").write_text(json.dumps(content, indent=1, ensure_ascii=False))
     (root / "manifest.json").write_text(json.dumps([asdict(i) for i in items], indent=0, ensure_ascii=False))
     return content
