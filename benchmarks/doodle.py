@@ -1,13 +1,14 @@
 """Doodle benchmark: do mouse doodles drawn on the demo's canvas find photos of the thing drawn?
 
-    python -m benchmarks.doodle --model weights/mini [--mode faithful|fast] [--threads 1] [--json OUT] [--save-png DIR]
+python -m benchmarks.doodle --model weights/mini [--mode faithful|fast] [--threads 1] [--json OUT] [--save-png DIR]
 
 Each doodle of `benchmarks/doodles.json` (strokes of [x, y] points on the 512x512 Sketchpad) is rendered as the
 canvas draws it (black round-capped lines of the brush width on white), flattened and cropped to its ink as the demo
-does, and searched in the GZS gallery (every photo under `<model>/gallery/photo/<concept>/`) by SpLIP and by its
-frozen CLIP baseline, ranking photos by cosine similarity. Reported: photo-level hit@1/@5 (the doodle's concept is
-the concept of one of the top-k photos) and concept-level hit@1/@5 (concepts ranked by their best photo's score).
-Doodles of a concept with no gallery folder count as misses and are listed as missing concepts.
+does (redrawn as a doodle bitmap when the model asks, `sketch_pixels`), and searched in the GZS gallery (every photo
+under `<model>/gallery/photo/<concept>/`) by SpLIP and by its frozen CLIP baseline, ranking photos by cosine
+similarity. Reported: photo-level hit@1/@5 (the doodle's concept is the concept of one of the top-k photos) and
+concept-level hit@1/@5 (concepts ranked by their best photo's score). Doodles of a concept with no gallery folder
+count as misses and are listed as missing concepts.
 """
 
 from __future__ import annotations
@@ -55,9 +56,10 @@ def render(strokes: Sequence[Sequence[Sequence[int]]], canvas: int = 512, brush:
     return image
 
 
-def canvas_to_sketch(image: Image.Image) -> Image.Image | None:
-    """What the demo searches for a canvas: flattened on white, cropped to the ink; None for a blank canvas."""
-    return drawn_sketch(load_image(image))
+def canvas_to_sketch(image: Image.Image, pixels: int | None = None) -> Image.Image | None:
+    """What the demo searches for a canvas: flattened on white, cropped to the ink (or, with `pixels`, redrawn as a
+    doodle bitmap, as a model with `sketch_pixels` asks); None for a blank canvas."""
+    return drawn_sketch(load_image(image), pixels=pixels)
 
 
 def concept_ranking(scores: np.ndarray, labels: Sequence[str]) -> list[str]:
@@ -99,16 +101,23 @@ def main(argv: list[str] | None = None) -> int:
                    help="on-disk photo embedding cache ('' for none)")
     p.add_argument("--json", help="write every number here")
     p.add_argument("--save-png", help="save each doodle as the demo searches it (cropped) into this folder")
+    p.add_argument("--canvas", choices=["model", "crop", "doodle"], default="model",
+                   help="how a canvas becomes a query: as the model's sketch_pixels says (the demo), cropped and "
+                        "centred, or redrawn as a 28-pixel doodle bitmap (to measure the choice)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
 
+    model = SpLIP.from_pretrained(args.model).eval()
+    if args.mode:
+        model.set_inference_mode(args.mode)
+    pixels = {"model": model.config.sketch_pixels, "crop": None, "doodle": 28}[args.canvas]
     spec = load_doodles(args.doodles)
     doodles = spec["doodles"]
     sketches = []
     for doodle in doodles:
-        sketch = canvas_to_sketch(render(doodle["strokes"], spec["canvas"], spec["brush"]))
+        sketch = canvas_to_sketch(render(doodle["strokes"], spec["canvas"], spec["brush"]), pixels)
         if sketch is None:
             raise ValueError(f"doodle {doodle['id']} renders to a blank canvas")
         sketches.append(sketch)
@@ -117,9 +126,6 @@ def main(argv: list[str] | None = None) -> int:
         for doodle, sketch in zip(doodles, sketches, strict=True):
             sketch.save(Path(args.save_png) / f"{doodle['id']}.png")
 
-    model = SpLIP.from_pretrained(args.model).eval()
-    if args.mode:
-        model.set_inference_mode(args.mode)
     baseline = model.frozen_baseline().eval()
     photo_root = Path(args.model) / "gallery" / "photo"
     truths = [folder_name(d["concept"]) for d in doodles]
@@ -148,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.json:
         report = {
-            "model": args.model, "mode": model.config.inference_mode, "seconds": round(seconds, 2),
+            "model": args.model, "mode": model.config.inference_mode, "canvas": args.canvas, "pixels": pixels,
+            "seconds": round(seconds, 2),
             "n_doodles": len(doodles), "n_concepts": len(concepts), "n_photos": len(galleries["SpLIP"]),
             "missing_concepts": missing,
             "results": {name: {"photo_hit": r["photo_hit"], "concept_hit": r["concept_hit"]}

@@ -40,8 +40,9 @@ def _rgba(image) -> Image.Image:
     return image.convert("RGBA") if isinstance(image, Image.Image) else Image.open(image).convert("RGBA")
 
 
-def canvas_image(value) -> Image.Image | None:
-    """The drawing as an RGB image on white, cropped to its strokes, or None for an empty or blank canvas.
+def canvas_image(value, pixels: int | None = None) -> Image.Image | None:
+    """The drawing as an RGB image on white, cropped to its strokes (or, with `pixels`, redrawn as a doodle bitmap
+    that size, as the model's `sketch_pixels` asks), or None for an empty or blank canvas.
 
     `value` is the Sketchpad's dict (its `composite`, else `background` under `layers`) or an image / path.
     Raises InvalidImageError for something that is not a usable image.
@@ -60,7 +61,7 @@ def canvas_image(value) -> Image.Image | None:
     else:
         image = value
     image = load_image(image)
-    return drawn_sketch(image)
+    return drawn_sketch(image, pixels=pixels)
 
 
 def example_canvas(example: Example, size: int = CANVAS_SIZE) -> dict:
@@ -125,7 +126,7 @@ def api_search(state: DemoState, sketch, setting: str = "GZS", k: int | None = N
     Only what the answer holds is computed: the SpLIP query and its top-k (no baseline column, no guess but FG's).
     """
     try:
-        image = canvas_image(sketch)
+        image = canvas_image(sketch, state.model.config.sketch_pixels)
     except InvalidImageError as err:
         raise BadQuery(f"the sketch is not a usable image: {err}") from err
     if image is None:
@@ -212,7 +213,7 @@ def search_view(state: DemoState, sketch, setting: str, k: int, category: str | 
     history = dict(history or {})
     space, gone = state.space_for(space_key)
     try:
-        image = canvas_image(sketch)
+        image = canvas_image(sketch, state.model.config.sketch_pixels)
     except InvalidImageError as err:
         return SearchView([], [], None, f"⚠ That image cannot be searched: {err}", history,
                           summary_markdown(history))

@@ -23,7 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
-from splip_core import IMAGE_SUFFIXES, EmptyGalleryError, Gallery, SpLIP, class_key, display_name, tiny_model
+from splip_core import (
+    DOODLE_PREFIX,
+    IMAGE_SUFFIXES,
+    EmptyGalleryError,
+    Gallery,
+    SpLIP,
+    class_key,
+    display_name,
+    tiny_model,
+)
 
 from .uploads import UploadLimits, check_gallery_dir
 
@@ -317,12 +326,14 @@ class Example:
 
 
 def find_examples(sketch_root: Path, split: Split, per_group: int = 4) -> list[Example]:
-    """Up to `per_group` seen and `per_group` unseen example sketches, one per class, classes spread evenly."""
+    """Up to `per_group` seen and `per_group` unseen example sketches, one per class, classes spread evenly; a real
+    doodle (qd_*) where a class has one."""
     if not sketch_root.is_dir():
         return []
     groups: dict[str, list[Example]] = {"seen": [], "unseen": []}
     for folder in sorted(p for p in sketch_root.iterdir() if p.is_dir()):
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
+                       key=lambda p: (not p.name.startswith(DOODLE_PREFIX), p.name))
         if files:
             status = split.status(folder.name)
             groups[status].append(Example(files[0], folder.name, re.sub(r"-\d+$", "", files[0].stem), status))

@@ -7,6 +7,7 @@ training presets, image loading, the searchable photo gallery, and the class-nam
 from .backbone import BackboneError
 from .config import BackboneConfig, ConfigError, LossConfig, PromptConfig, SpLIPConfig, TrainOptions
 from .configs import list_presets, load_preset
+from .data.datasets import DOODLE_PREFIX
 from .hub import CheckpointError
 from .model import SpLIP
 from .names import class_key, display_name, folder_name
@@ -29,6 +30,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "DOODLE_PREFIX",
     "IMAGE_SUFFIXES",
     "MAX_IMAGE_BYTES",
     "BackboneConfig",

@@ -188,6 +188,9 @@ class SpLIPConfig:
     templates: dict[str, str] = field(
         default_factory=lambda: {"sketch": "a sketch of a {}.", "photo": "a photo of a {}."}
     )
+    sketch_pixels: int | None = None
+    """A drawn sketch (a canvas) is redrawn as a bitmap this many pixels square the way the training doodles were
+    made (`preprocess.doodle_bitmap`) before the transform; None: it is cropped to its ink and centred."""
     inference_mode: str = "faithful"
     """(section 10) "faithful": T from each image, one text pass over the seen classes per image (the paper's method).
     "fast" (an approximation): T from the running mean of training patch embeddings, so V^ms is computed once per
@@ -212,6 +215,8 @@ class SpLIPConfig:
             if template.count("{}") != 1:
                 raise ConfigError(f"templates[{modality!r}] needs exactly one '{{}}' for the class name: {template!r}")
         _one_of("inference_mode", self.inference_mode, INFERENCE_MODES)
+        if self.sketch_pixels is not None and not 8 <= self.sketch_pixels <= 1024:
+            raise ConfigError(f"sketch_pixels must be None or in 8..1024, got {self.sketch_pixels}")
         if len(set(self.seen_classes)) != len(self.seen_classes):
             raise ConfigError("seen_classes contains duplicates")
         if self.prompts.use_prompts and self.prompts.use_shared_prompts and not self.seen_classes:

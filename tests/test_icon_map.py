@@ -83,13 +83,28 @@ def test_sets_are_complete_and_not_reserved(icon_map):
             assert "{}" in spec["path"], key
 
 
-def test_every_concept_has_enough_art(icon_map):
+def test_every_concept_has_enough_art(icon_map, class_lists):
+    """A concept of the icon world needs 4 sketch families; one the doodle world added ("since": "v3") is a Quick,
+    Draw! category, spelled as there, whose sketches are doodles: it needs only the colour sets."""
     sets = icon_map["sets"]
+    quickdraw = (SPLITS / CLASS_FILES["quickdraw"]).read_text(encoding="utf-8").splitlines()
     for name, entry in icon_map["concepts"].items():
         families = {sets[key]["family"] for key in entry["icons"] if sets[key]["role"] == "sketch"}
         photos = [key for key in entry["icons"] if sets[key]["role"] == "photo"]
-        assert len(families) >= MIN_SKETCH_FAMILIES, (name, sorted(families))
+        if entry.get("since") == "v3":
+            assert name in quickdraw and entry["lists"] == ["quickdraw"], name
+        else:
+            assert set(entry) == {"icons", "lists"}, name
+            assert len(families) >= MIN_SKETCH_FAMILIES, (name, sorted(families))
         assert len(photos) >= MIN_PHOTO_SETS, (name, photos)
+
+
+def test_the_doodle_world_has_at_least_200_quick_draw_concepts(icon_map):
+    quickdraw = set((SPLITS / CLASS_FILES["quickdraw"]).read_text(encoding="utf-8").splitlines())
+    sets = icon_map["sets"]
+    drawn = [name for name, entry in icon_map["concepts"].items() if name in quickdraw
+             and sum(sets[key]["role"] == "photo" for key in entry["icons"]) >= MIN_PHOTO_SETS]
+    assert len(drawn) >= 200
 
 
 def test_everyday_subjects_are_present(icon_map):

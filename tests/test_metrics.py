@@ -24,8 +24,14 @@ def _integer_embeddings(rng: np.random.Generator, n: int, dim: int = 4) -> torch
 def _reference(query, query_labels, gallery, gallery_labels, ks, map_at):
     """Plain-Python ranking (stable sort: equal scores keep gallery order) and the metric definitions."""
     sim = (query @ gallery.T).tolist()
-    out = {"AP@all": [], **{f"AP@{k}": [] for k in map_at}, **{f"P@{k}": [] for k in ks}}
+    out = {"AP@all": [], **{f"AP@{k}": [] for k in map_at}, **{f"P@{k}": [] for k in ks}, "C@1": [], "C@5": []}
     for row, label in zip(sim, query_labels.tolist(), strict=True):
+        best = {}  # each concept's best photo; the query's concept ranks after every concept with a better one
+        for score, g in zip(row, gallery_labels.tolist(), strict=True):
+            best[g] = max(score, best.get(g, -np.inf))
+        rank = 1 + sum(score > best[label] for score in best.values()) if label in best else len(best) + 10
+        out["C@1"].append(float(rank <= 1))
+        out["C@5"].append(float(rank <= 5))
         order = sorted(range(len(row)), key=lambda j: -row[j])
         rel = [int(gallery_labels[j] == label) for j in order]
 
@@ -83,10 +89,11 @@ def test_map_at_k_and_precision_match_brute_force(embed):
 def test_per_query_values_match_brute_force_and_average_exactly_to_the_reported_means():
     rng = np.random.default_rng(5)
     query, gallery = _integer_embeddings(rng, 70), _integer_embeddings(rng, 50)
-    query_labels, gallery_labels = rng.integers(0, 4, 70), rng.integers(0, 4, 50)
+    query_labels, gallery_labels = rng.integers(0, 8, 70), rng.integers(0, 7, 50)  # label 7: no photo
     result = retrieval_metrics(query, query_labels, gallery, gallery_labels, ks=(10,), map_at=(20,), chunk_size=9)
     expected = _reference(query, query_labels, gallery, gallery_labels, (10,), (20,))
-    assert set(result["per_query"]) == {"AP@all", "AP@20", "P@10"}
+    assert set(result["per_query"]) == {"AP@all", "AP@20", "P@10", "C@1", "C@5"}
+    assert 0 < result["C@1"] < result["C@5"] < 1
     for name, values in result["per_query"].items():
         assert values.shape == (70,) and values.dtype == np.float64
         np.testing.assert_allclose(values, expected[name], atol=1e-12, err_msg=name)

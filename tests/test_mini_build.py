@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _builders import CFG, make_mini_packages
+from _builders import CFG, DOODLE_CFG, make_doodle_package, make_mini_packages
 
 from splip_core import SpLIP, SpLIPConfig
 from splip_core.data import load_dataset
@@ -54,11 +54,45 @@ def test_build_runs_end_to_end_on_a_fixture_resumes_and_its_numbers_reproduce(tm
     assert (tmp_path / "work" / "world" / "stamp").stat().st_mtime_ns == stamp  # the rendered world is reused
 
 
+@pytest.mark.slow
+def test_the_doodle_world_builds_end_to_end_on_a_fixture(tmp_path):
+    """The doodle world on generated packages: doodles are the measured sketches, the icon families a second domain,
+    the canvas is redrawn like a doodle, and ATTRIBUTION names Quick, Draw!. The fixture's reserved lines are not
+    JSON: a build that read one would fail."""
+    packages, icon_map = make_mini_packages(tmp_path / "packages")
+    make_doodle_package(packages)
+    cfg = BuildConfig(seed=3, world=DOODLE_CFG, pretrain_steps=2, continue_steps=0, pretrain_batch_size=16,
+                      train_overrides={"max_steps": 2, "batch_size": 8, "eval_every": 1, "epochs": 2},
+                      ablations=("+ LN tuning",), ablation_steps=1)
+    report = build(tmp_path / "out", tmp_path / "work", cfg, packages=packages, icon_map=icon_map)
+    out = tmp_path / "out"
+    model = SpLIP.from_pretrained(out)
+    assert model.config.sketch_pixels == 28
+    assert {"zs", "seen", "gzs", "gzs_seen", "icons_zs", "icons_seen", "fg"} <= set(report["settings"])
+    gallery = load_dataset("folder", out / "gallery")
+    doodles, icons = gallery.sketch_domain("doodles"), gallery.sketch_domain("icons")
+    unseen_doodles = doodles.sketches_of(doodles.unseen)
+    assert report["settings"]["zs"]["num_queries"] == len(unseen_doodles)
+    assert report["settings"]["icons_zs"]["num_queries"] == len(icons.sketches_of(icons.unseen))
+    assert report["settings"]["gzs_seen"]["num_queries"] == len(doodles.sketches_of(doodles.seen))
+    for name in ("zs", "gzs", "gzs_seen"):
+        assert {"C@1", "C@5"} <= set(report["settings"][name]["splip"])
+    assert report["training_fit"]["num_queries"] > 0 and report["gate_a"]["doodle_queries"] > 0
+    attribution = (out / "ATTRIBUTION.md").read_text()
+    assert "Quick, Draw! data by Google" in attribution and "CC BY 4.0" in attribution
+    assert "3 other categories" in attribution and "80-99 of every category are reserved" in attribution
+    assert "Quick, Draw!" in (out / "README.md").read_text()
+    check = report["subset_check"]
+    again = evaluate(model, gallery.sketch_domain(check["sketches"]), "zs", baseline=False,
+                     max_queries=check["max_queries"], seed=check["seed"])
+    assert again["splip"]["mAP@all"] == pytest.approx(check["mAP@all"], abs=1e-6)
+
+
 def test_shipped_weights_reproduce_their_recorded_zs_subset_map():
     report = json.loads((SHIPPED / "evaluation.json").read_text())
     check = report["subset_check"]
     model = SpLIP.from_pretrained(SHIPPED)
-    data = load_dataset("folder", SHIPPED / "gallery")
+    data = load_dataset("folder", SHIPPED / "gallery").sketch_domain(check.get("sketches", "all"))
     got = evaluate(model, data, check["setting"], baseline=False, max_queries=check["max_queries"],
                    seed=check["seed"])
     assert 100 * got["splip"]["mAP@all"] == pytest.approx(100 * check["mAP@all"], abs=0.5)

@@ -77,7 +77,8 @@ def test_evaluation_reports_every_setting_with_baseline_and_chance(folder_datase
     model = SpLIP(tiny_config(seen_classes=data.seen))
     zs = evaluate(model, data, "zs")
     assert zs["num_queries"] == 8 and zs["num_gallery"] == 8
-    assert set(zs["splip"]) == {"mAP@all", "mAP@200", "P@100", "P@200"}
+    assert set(zs["splip"]) == {"mAP@all", "mAP@200", "P@100", "P@200", "C@1", "C@5"}
+    assert zs["chance"]["C@1"] == pytest.approx(1 / 2) and zs["chance"]["C@5"] == 1.0  # two unseen concepts
     assert zs["chance"]["mAP@all"] == pytest.approx(0.5)
     assert set(zs["per_class_ap"]["splip"]) == {"car", "tree"}
     gzs = evaluate(model, data, "gzs")

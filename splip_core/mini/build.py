@@ -35,10 +35,12 @@ from ..names import folder_name
 from ..runtime import use_all_cores
 from ..train import TrainOptions, train
 from . import pretrain as pretrain_mod
-from .doodles import fetch_doodles
+from .doodles import CREDIT as DOODLE_CREDIT
+from .doodles import PACKAGE as DOODLE_PACKAGE
+from .doodles import PIXELS, USABLE, fetch_doodles
 from .extra import render_extra
 from .sources import Artwork, IconMap, fetch_packages, load_icon_map, package_license
-from .world import WorldConfig, build_world
+from .world import DOODLE_SET, WorldConfig, build_world
 
 ABLATIONS = {  # each a change of the build's preset ("mini"), or another preset with the same step budget
     "w/o B_vt": {"prompts": {"use_shared_prompts": False}},
@@ -128,8 +130,9 @@ def prompt_run(backbone: Path, data, cfg: BuildConfig, preset: str | dict,
     known = {f.name for f in fields(TrainOptions)}
     opts = TrainOptions(**{k: v for k, v in {**train_fields, **budget, **cfg.train_overrides}.items() if k in known},
                         seed=cfg.seed, datasets=["splip-mini (icon and emoji artwork)"])
+    canvas = {"sketch_pixels": PIXELS} if cfg.world.sketches == "doodles" else {}  # a canvas drawn like the doodles
     config = SpLIPConfig.from_dict({**model_fields, "backbone": {"name": f"local-dir:{backbone}", "pretrained": None},
-                                    "seen_classes": data.seen}).updated(overrides or {})
+                                    "seen_classes": data.seen, **canvas}).updated(overrides or {})
     return config, opts
 
 
@@ -160,9 +163,11 @@ def fit_and_validation(model: SpLIP, world_root: Path, split: dict) -> dict:
             "training_fit": summary(evaluate(model, seen_train, "zs", max_queries=FIT_QUERIES))}
 
 
-def attribution(icon_map: IconMap, roots: dict[str, Path], manifest: list[dict]) -> str:
+def attribution(icon_map: IconMap, roots: dict[str, Path], manifest: list[dict], doodles: Path | None = None,
+                pretrain_categories: list[str] = ()) -> str:
     """ATTRIBUTION.md: every package, its licence as the package states it, and what the world uses of it
-    (manifest entries: the world's files, and the extra pretraining art with split "pretrain-extra")."""
+    (manifest entries: the world's files, and the extra pretraining art with split "pretrain-extra"); in a doodle
+    world, the doodle package (`doodles`, its folder) and the categories pretraining read."""
     used: dict[str, dict[str, set]] = {}
     for item in manifest:
         entry = used.setdefault(item["set"], {"icons": set(), "splits": set()})
@@ -181,6 +186,15 @@ def attribution(icon_map: IconMap, roots: dict[str, Path], manifest: list[dict])
             continue
         lines.append(f"| {key} | {s.package} | {s.version} | {package_license(roots[s.package])} | {s.family} | "
                      f"{s.role} | {len(used[key]['icons'])} | {', '.join(sorted(used[key]['splits']))} |")
+    if doodles:
+        world = [i for i in manifest if i["set"] == DOODLE_SET]
+        lines += ["", "## Doodles", "",
+                  f"The sketches are real players' drawings: {DOODLE_CREDIT}, from the npm package "
+                  f"{DOODLE_PACKAGE.package} {DOODLE_PACKAGE.version} ({package_license(doodles)} package code). "
+                  f"The world uses drawings 0-{USABLE - 1} of {len({i['concept'] for i in world})} categories "
+                  f"({len(world)} drawings, in {', '.join(sorted({i['split'] for i in world}))}); the backbone was "
+                  f"pretrained on drawings 0-{USABLE - 1} of {len(pretrain_categories)} other categories. Drawings "
+                  f"{USABLE}-99 of every category are reserved for an independent check and never read."]
     return "\n".join(lines) + "\n"
 
 
@@ -199,7 +213,13 @@ def _card(split: dict, report: dict) -> dict:
             "the Sketchy / TU-Berlin / QuickDraw category lists; sketches are line and outline icon sets drawn like "
             "a visitor draws (test sketches by drawer families never used in training), photos are colour emoji "
             "art on varied backgrounds. The tiny CLIP backbone (bundled) was pretrained on colour art only."
-            f"{gain} Artwork and licences: ATTRIBUTION.md; weights and gallery are shared under CC BY-SA 4.0."),
+            if "doodles" not in split else
+            f"The offline world v3: {len(split['seen'])} seen, {len(split['val'])} validation and "
+            f"{len(split['unseen'])} unseen Quick, Draw! categories; sketches are real Quick, Draw! doodles "
+            "(Google, CC BY 4.0), with line and outline icon sets as a second sketch domain; photos are colour "
+            "emoji art on varied backgrounds. The tiny CLIP backbone (bundled) was pretrained on colour art, line "
+            "icons of non-test icon families and doodles of Quick, Draw! categories outside the world."
+            ) + f"{gain} Artwork and licences: ATTRIBUTION.md; weights and gallery are shared under CC BY-SA 4.0.",
     }
 
 
@@ -340,7 +360,7 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
         report["modes"][mode] = evaluate(model, test, "zs", baseline=False)["splip"]
     model.set_inference_mode("faithful")
     subset = evaluate(model, test, "zs", baseline=False, max_queries=SUBSET_QUERIES)
-    report["subset_check"] = {"setting": "zs", "max_queries": SUBSET_QUERIES, "seed": 0,
+    report["subset_check"] = {"setting": "zs", "max_queries": SUBSET_QUERIES, "seed": 0, "sketches": domain,
                               "mAP@all": subset["splip"]["mAP@all"]}
     _timed(report, "evaluate", started)
 
@@ -375,7 +395,8 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
     model.save_pretrained(out)
     manifest = json.loads((world_root / "manifest.json").read_text())
     manifest += [{**i, "split": "pretrain-extra", "domain": "art"} for i in extra]
-    (out / "ATTRIBUTION.md").write_text(attribution(imap, roots, manifest))
+    (out / "ATTRIBUTION.md").write_text(attribution(imap, roots, manifest, doodle_root,
+                                                    split.get("doodles", {}).get("pretrain_categories", [])))
     report["sizes_bytes"] = {
         "weights": sum(p.stat().st_size for p in out.glob("*.safetensors")),
         "gallery": sum(p.stat().st_size for p in gallery.rglob("*") if p.is_file()),

@@ -330,6 +330,13 @@ def gate(model_dir: Path, data: Path) -> dict:
             by_domain[f"unseen_{domain}_photo_map_all"] = round(
                 mean_average_precision(sk[keep] @ ph.T, s_lab[keep], p_lab), 4)
             by_domain[f"{domain}_queries"] = int(keep.sum())
+    if split.get("val") and doodle.any():  # what a backbone is chosen on: validation doodles (seen side), not unseen
+        val = {folder_name(c): i for i, c in enumerate(split["val"])}
+        (v_paths, v_lab), (vp_paths, vp_lab) = (_load_split(data, "val", d, val) for d in ("sketch", "photo"))
+        vs, vp = _embed_images(model, preprocess, v_paths), _embed_images(model, preprocess, vp_paths)
+        v_text = F.normalize(model.encode_text(tokenizer([f"a sketch of a {c}." for c in split["val"]])), dim=-1)
+        by_domain["val_doodle_photo_map_all"] = round(mean_average_precision(vs @ vp.T, v_lab, vp_lab), 4)
+        by_domain["val_doodle_text_top1"] = round(((vs @ v_text.T).argmax(1) == v_lab).float().mean().item(), 4)
     # the ceiling: each unseen concept's pretraining colour art, flattened on white, as the query
     c_paths = [p for p in sorted((data / "pretrain").glob("*/*.png")) if p.parent.name in unseen]
     c_lab = torch.tensor([unseen[p.parent.name] for p in c_paths])

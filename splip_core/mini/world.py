@@ -11,6 +11,8 @@ Layout under ROOT (every image file is listed with its provenance in ROOT/manife
     test/photo/<concept>/<set>_<icon>_<v>.jpg     seen and unseen concepts, the concept's gallery colour sets
     test/photo/<concept>/fg_<set>_<icon>.jpg      ... the colour version of a test drawing (FG pair, see FG_RULE)
     pretrain/<concept>/<set>_<icon>.png           RGBA colour art the tiny CLIP is pretrained on
+    pretrain/<concept>/line_<set>_<icon>.png      a doodle world's clean line icons of the train families (pretraining)
+    train|val|test/sketch/<concept>/qd_<i>.png    a doodle world's Quick, Draw! drawing i (28x28, as shipped)
 
 The honest protocol:
 - Drawers are whole design families. Train families draw train and validation sketches; test families draw only
@@ -19,6 +21,17 @@ The honest protocol:
   training photos use only the former, the test gallery only the latter: no test photo's artwork is in any
   training list, and the backbone never sees a line, outline or sketch set (edge maps of colour art are optional
   in pretraining, see pretrain.py).
+
+A doodle world (v3, `sketches="doodles"`) keeps the photo protocol and changes the sketches:
+- Concepts are Quick, Draw! categories. A seen concept's drawings 0..doodle_train-1 train the prompts and the rest
+  up to 79 are its test doodles; a validation concept's drawings 0-79 choose the recipe; an unseen concept's 0-79
+  are the zero-shot test. Drawings 80-99 are never read (doodles.py).
+- The icon families stay as a second sketch domain: train families add prompt-training sketches of the seen
+  concepts, test families draw test sketches only.
+- The backbone, standing in for web CLIP (which has seen drawings of nearly everything), is pretrained on the
+  colour art, the train families' clean line icons of every concept, and the doodles of the Quick, Draw!
+  categories that are not concepts of the world (split.json's doodles.pretrain_categories): never a doodle of a
+  world concept, never a test family's art.
 """
 
 from __future__ import annotations
