@@ -275,8 +275,12 @@ def index_upload(state: DemoState, files, progress: Progress | None = None,
 # ----------------------------------------------------------------------------------------------------------------
 # the About tab
 SETTING_TITLES = {"zs": "ZS: unseen categories only",
-                  "seen": "Seen categories, sketches by drawers never used in training",
-                  "gzs": "GZS: seen and unseen categories", "fg": "FG: the photo a sketch was drawn from"}
+                  "seen": "Seen categories, test sketches never used in training",
+                  "gzs": "GZS: unseen-category sketches, the whole gallery",
+                  "gzs_seen": "GZS: seen-category test sketches, the whole gallery",
+                  "icons_zs": "Designer line icons (test icon families), ZS: unseen categories",
+                  "icons_seen": "Designer line icons (test icon families), seen categories",
+                  "fg": "FG: the photo a sketch was drawn from"}
 METHOD_NAMES = {"baseline": "frozen CLIP", "splip": "SpLIP", "chance": "chance"}
 
 
@@ -289,7 +293,8 @@ def evaluation_markdown(evaluation: dict | None, note: str = "") -> str:
     concept-clustered bootstrap 95% CI, chance; values in %)."""
     if not evaluation or not evaluation.get("settings"):
         return note or "No evaluation shipped with this model."
-    out = []
+    out = [f"*{evaluation['queries']}* C@k: the drawn category is among the first k categories of the result "
+           "page.", ""] if evaluation.get("queries") else []
     for key, setting in evaluation["settings"].items():
         results = {method: scores for method, scores in setting.items()
                    if method in METHOD_NAMES and isinstance(scores, dict)}

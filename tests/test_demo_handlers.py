@@ -11,6 +11,7 @@ import json
 import shutil
 import time
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,23 @@ def state(demo_world, tmp_path_factory) -> DemoState:
                                    {"background": None, "layers": [], "composite": Image.new("RGBA", (64, 64))}])
 def test_empty_or_blank_canvas_is_none(value):
     assert canvas_image(value) is None
+
+
+def test_a_search_redraws_the_canvas_as_the_model_asks(state, monkeypatch):
+    """A model trained on doodle bitmaps (config.sketch_pixels) gets the canvas redrawn as one, in the page's search
+    and in the API; without it the canvas is cropped and centred."""
+    asked = []
+
+    def spy(image, pixels=None):
+        asked.append(pixels)
+        return drawn_sketch(image, pixels=pixels)
+
+    monkeypatch.setattr(handlers, "drawn_sketch", spy)
+    search_view(state, drawing(), "GZS", 4)
+    monkeypatch.setattr(state.model, "config", replace(state.model.config, sketch_pixels=28))
+    view = search_view(state, drawing(), "GZS", 4)
+    handlers.api_search(state, drawing(), "GZS", 3)
+    assert asked == [None, 28, 28] and view.results
 
 
 def test_canvas_composes_layers_on_white_and_crops_to_the_ink():
