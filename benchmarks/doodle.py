@@ -9,6 +9,10 @@ under `<model>/gallery/photo/<concept>/`) by SpLIP and by its frozen CLIP baseli
 similarity. Reported: photo-level hit@1/@5 (the doodle's concept is the concept of one of the top-k photos) and
 concept-level hit@1/@5 (concepts ranked by their best photo's score). Doodles of a concept with no gallery folder
 count as misses and are listed as missing concepts.
+
+Early retrieval: each doodle is replayed stroke by stroke and searched after every stroke; the rank of its concept
+per prefix gives m@A (area under the ranking-percentile curve) and m@B (area under the 1/rank curve) of Bhunia et
+al., "Sketch Less for More" (CVPR 2020), over concepts (docs/EARLY_RETRIEVAL.md), and "strokes until top-5".
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from PIL import Image, ImageDraw
 
 from splip_core import SpLIP
 from splip_core.gallery import Gallery
+from splip_core.metrics import paired_bootstrap
 from splip_core.names import folder_name
 from splip_core.preprocess import drawn_sketch, load_image
 
@@ -91,6 +96,82 @@ def evaluate(model: SpLIP, sketches: list[Image.Image], gallery: Gallery, truths
     }
 
 
+def concept_rank(scores: np.ndarray, labels: Sequence[str], truth: str) -> int:
+    """The rank (1 = first) of `truth` among the concepts ordered by their best photo; past the last if absent."""
+    ranking = concept_ranking(scores, labels)
+    return ranking.index(truth) + 1 if truth in ranking else len(ranking) + 1
+
+
+def m_at_a(ranks: Sequence[int], n_concepts: int) -> float:
+    """m@A of one drawing (Bhunia et al., CVPR 2020, on concepts): the mean over its stroke prefixes of the ranking
+    percentile (n - rank) / (n - 1), the area under the percentile-vs-completion curve; 1 = first from stroke one."""
+    if not ranks or n_concepts < 2:
+        raise ValueError(f"need at least one prefix and two concepts, got {len(ranks)} and {n_concepts}")
+    return float(np.mean([max(n_concepts - r, 0) / (n_concepts - 1) for r in ranks]))
+
+
+def m_at_b(ranks: Sequence[int]) -> float:
+    """m@B of one drawing: the mean over its stroke prefixes of 1 / rank, the area under the reciprocal-rank curve."""
+    if not ranks:
+        raise ValueError("need at least one prefix")
+    return float(np.mean([1 / r for r in ranks]))
+
+
+def strokes_until(ranks: Sequence[int], k: int = 5) -> int | None:
+    """The number of strokes from which the concept stays in the top k to the end; None if the finished drawing
+    misses the top k."""
+    if not ranks or ranks[-1] > k:
+        return None
+    first = len(ranks)
+    while first > 1 and ranks[first - 2] <= k:
+        first -= 1
+    return first
+
+
+def prefix_ranks(model: SpLIP, doodles: Sequence[dict], spec: dict, gallery: Gallery,
+                 pixels: int | None) -> list[list[int]]:
+    """For each doodle, the rank of its concept after each stroke, searched as the demo searches a canvas."""
+    labels = [item.label for item in gallery.items]
+    out = []
+    for doodle in doodles:
+        strokes = doodle["strokes"]
+        sketches = [canvas_to_sketch(render(strokes[:i], spec["canvas"], spec["brush"]), pixels)
+                    for i in range(1, len(strokes) + 1)]
+        kept = [s for s in sketches if s is not None]  # a first stroke of a few pixels can read as blank
+        scores = model.encode_sketch(kept).numpy() @ gallery.vectors.T
+        ranks = [concept_rank(row, labels, folder_name(doodle["concept"])) for row in scores]
+        out.append([len(set(labels)) + 1] * (len(sketches) - len(kept)) + ranks)
+    return out
+
+
+def early_retrieval(ranks: dict[str, list[list[int]]], concepts: Sequence[str], n_concepts: int,
+                    boot: int = 2000) -> dict:
+    """m@A, m@B and strokes until top-5 of each model, with concept-clustered 95% CIs (each model's mean, and SpLIP
+    minus frozen CLIP for m@A and m@B)."""
+    report: dict = {}
+    per = {name: {"m@A": np.array([m_at_a(r, n_concepts) for r in rs]), "m@B": np.array([m_at_b(r) for r in rs])}
+           for name, rs in ranks.items()}
+    for name, rs in ranks.items():
+        until = [strokes_until(r) for r in rs]
+        found = [u for u in until if u is not None]
+        report[name] = {metric: {**_mean_ci(values, concepts, boot)} for metric, values in per[name].items()}
+        report[name]["strokes_until_top5"] = {
+            "median": float(np.median(found)) if found else None,
+            "found_at_the_end": len(found) / len(rs),
+            "found_before_the_last_stroke": sum(u is not None and u < len(r) for u, r in zip(until, rs,
+                                                                                                strict=True)) / len(rs)}
+    names = list(ranks)
+    if len(names) == 2:
+        report["difference"] = {metric: paired_bootstrap(per[names[0]][metric], per[names[1]][metric], concepts,
+                                                         boot) for metric in ("m@A", "m@B")}
+    return report
+
+
+def _mean_ci(values: np.ndarray, concepts: Sequence[str], boot: int) -> dict:
+    ci = paired_bootstrap(values, np.zeros_like(values), concepts, boot)
+    return {"mean": ci["mean_difference"], "ci_low": ci["ci_low"], "ci_high": ci["ci_high"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=str(REPO / "weights" / "mini"), help="checkpoint directory with gallery/photo/")
@@ -137,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = evaluate(encoder, sketches, galleries[name], truths)
     present = set(galleries["SpLIP"].labels)
     missing = sorted({d["concept"] for d in doodles if folder_name(d["concept"]) not in present})
+    ranks = {name: prefix_ranks(encoder, doodles, spec, galleries[name], pixels)
+             for name, encoder in (("SpLIP", model), ("frozen CLIP", baseline))}
+    early = early_retrieval(ranks, [d["concept"] for d in doodles], len(present))
     seconds = time.perf_counter() - start
 
     concepts = sorted({d["concept"] for d in doodles})
@@ -147,6 +231,17 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in results.items():
         print(f"{name:<12} {r['photo_hit'][1]:>8.1%} {r['photo_hit'][5]:>8.1%} "
               f"{r['concept_hit'][1]:>10.1%} {r['concept_hit'][5]:>10.1%}")
+    print(f"\nEarly retrieval over {len(present)} concepts (95% CI over concepts): m@A, m@B, strokes until top-5")
+    for name in ranks:
+        e = early[name]
+        until = e["strokes_until_top5"]
+        print(f"{name:<12} m@A {100 * e['m@A']['mean']:.1f} [{100 * e['m@A']['ci_low']:.1f}, "
+              f"{100 * e['m@A']['ci_high']:.1f}]  m@B {100 * e['m@B']['mean']:.1f} [{100 * e['m@B']['ci_low']:.1f}, "
+              f"{100 * e['m@B']['ci_high']:.1f}]  median {until['median']}, in the top-5 at the end "
+              f"{until['found_at_the_end']:.1%}, before the last stroke {until['found_before_the_last_stroke']:.1%}")
+    for metric, d in early.get("difference", {}).items():
+        print(f"SpLIP - frozen {metric}: {100 * d['mean_difference']:+.1f} [{100 * d['ci_low']:+.1f}, "
+              f"{100 * d['ci_high']:+.1f}]")
     print(f"\n{'doodle':<16} {'concept':<12} {'SpLIP top-3 concepts':<40} frozen CLIP top-3 concepts")
     for i, d in enumerate(doodles):
         top = [", ".join(results[name]["top3"][i]) for name in results]
@@ -160,8 +255,10 @@ def main(argv: list[str] | None = None) -> int:
             "missing_concepts": missing,
             "results": {name: {"photo_hit": r["photo_hit"], "concept_hit": r["concept_hit"]}
                         for name, r in results.items()},
+            "early_retrieval": early,
             "per_doodle": [{"id": d["id"], "concept": d["concept"],
-                            **{f"{name} top3": results[name]["top3"][i] for name in results}}
+                            **{f"{name} top3": results[name]["top3"][i] for name in results},
+                            **{f"{name} ranks per stroke": ranks[name][i] for name in ranks}}
                            for i, d in enumerate(doodles)],
         }
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")

@@ -95,3 +95,22 @@ def test_evaluate_separates_photo_and_concept_hits():
     assert result["photo_hit"] == {1: 0.5, 5: 0.5}
     assert result["concept_hit"] == {1: 0.5, 5: 0.75}  # pizza has no photo: always a miss
     assert result["top3"][0] == ["cat", "dog"]
+
+
+def test_early_retrieval_measures_on_a_hand_made_rank_sequence():
+    from benchmarks.doodle import early_retrieval, m_at_a, m_at_b, strokes_until
+
+    ranks = [9, 3, 6, 2, 1]  # a drawing of 5 strokes among 11 concepts
+    assert m_at_a(ranks, 11) == pytest.approx(np.mean([2 / 10, 8 / 10, 5 / 10, 9 / 10, 10 / 10]))
+    assert m_at_b(ranks) == pytest.approx(np.mean([1 / 9, 1 / 3, 1 / 6, 1 / 2, 1]))
+    assert strokes_until(ranks) == 4  # in the top 5 at stroke 2, out at stroke 3, in for good from stroke 4
+    assert strokes_until([1, 1, 1]) == 1 and strokes_until([1, 2, 6]) is None and strokes_until([7, 5]) == 2
+    assert m_at_a([1], 11) == 1.0 and m_at_a([12], 11) == 0.0  # a missing concept counts as past the last
+    report = early_retrieval({"SpLIP": [ranks, [1, 1]], "frozen CLIP": [[11, 11, 11, 11, 11], [2, 1]]},
+                             ["cat", "dog"], 11, boot=200)
+    assert report["SpLIP"]["m@A"]["mean"] == pytest.approx((m_at_a(ranks, 11) + 1.0) / 2)
+    assert report["SpLIP"]["strokes_until_top5"] == {"median": 2.5, "found_at_the_end": 1.0,
+                                                     "found_before_the_last_stroke": 1.0}
+    assert report["frozen CLIP"]["strokes_until_top5"]["found_at_the_end"] == 0.5
+    paired = [(m_at_b(ranks) - 1 / 11), (1.0 - m_at_b([2, 1]))]  # SpLIP minus frozen, drawing by drawing
+    assert report["difference"]["m@B"]["mean_difference"] == pytest.approx(np.mean(paired))
