@@ -64,7 +64,7 @@ LICENSE = "cc-by-sa-4.0"  # OpenMoji's share-alike licence carries over to the r
 
 # v3, the doodle world: Quick, Draw! categories as concepts, real doodles as sketches, a fifth of them unseen
 DOODLE_WORLD = WorldConfig(sketches="doodles", unseen_fraction=0.2, val_fraction=0.1, min_sketch_families=0,
-                           train_sketch_views=1)
+                           train_sketch_views=1, test_sketch_views=3)  # 3 icon views keep the gallery under 15 MB
 
 
 @dataclass
