@@ -124,11 +124,15 @@ def api_search(state: DemoState, sketch, setting: str = "GZS", k: int | None = N
     """The `/search` endpoint: the ranked photos of the app's gallery as plain data; [] for a blank canvas.
 
     Only what the answer holds is computed: the SpLIP query and its top-k (no baseline column, no guess but FG's).
+    A k outside 1..MAX_K is refused (BadQuery naming the range); an unusable image is refused with what is wrong
+    with it, never the server's file path for it.
     """
+    if k is not None and not (isinstance(k, int) and 1 <= k <= MAX_K):
+        raise BadQuery(f"k must be a whole number from 1 to {MAX_K}, got {k!r}")
     try:
         image = canvas_image(sketch, state.model.config.sketch_pixels)
     except InvalidImageError as err:
-        raise BadQuery(f"the sketch is not a usable image: {err}") from err
+        raise BadQuery(f"the sketch is not a usable image: {err.reason}") from err
     if image is None:
         return []
     if state.space is None:
@@ -215,7 +219,7 @@ def search_view(state: DemoState, sketch, setting: str, k: int, category: str | 
     try:
         image = canvas_image(sketch, state.model.config.sketch_pixels)
     except InvalidImageError as err:
-        return SearchView([], [], None, f"⚠ That image cannot be searched: {err}", history,
+        return SearchView([], [], None, f"⚠ That image cannot be searched: {err.reason}", history,
                           summary_markdown(history))
     if image is None:
         return SearchView([], [], None, HINT, history, summary_markdown(history), blank=True)

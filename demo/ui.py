@@ -141,7 +141,8 @@ def build_app(state: DemoState) -> gr.Blocks:
 
         def search(sketch: EditorData, setting: Literal["ZS", "GZS", "FG"] = "GZS", k: int = 10) -> list[dict]:
             """Rank the app's gallery for a sketch (a Sketchpad value: its `composite` image, else `background`
-            under `layers`): a list of {rank, photo, category, score, seen}, best first; [] for a blank sketch."""
+            under `layers`): a list of {rank, photo, category, score, seen}, best first; [] for a blank sketch.
+            k must be from 1 to 50 (else an error naming the range); an unusable image is an error saying why."""
             try:
                 return handlers.api_search(state, _file_paths(sketch), setting, k)
             except BadQuery as err:

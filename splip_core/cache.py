@@ -184,7 +184,7 @@ class EmbeddingCache:
         if known is not None and known[1:] == [stat.st_size, stat.st_mtime_ns] and known[0] in self._vectors:
             return known[0]
         if stat.st_size > MAX_IMAGE_BYTES:
-            raise InvalidImageError(f"{path}: {stat.st_size} bytes is over the {MAX_IMAGE_BYTES} byte limit")
+            raise InvalidImageError(f"{stat.st_size} bytes is over the {MAX_IMAGE_BYTES} byte limit", path)
         with open(path, "rb") as file:
             digest = hashlib.sha256(file.read()).hexdigest()
         self._files[path] = [digest, stat.st_size, stat.st_mtime_ns]

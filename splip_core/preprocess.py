@@ -19,7 +19,14 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".
 
 
 class InvalidImageError(ValueError):
-    """An input that is not a usable image: missing, empty, corrupt, not an image, or over a size limit."""
+    """An input that is not a usable image: missing, empty, corrupt, not an image, or over a size limit.
+
+    The message names the input (a path, "bytes") and carries the decoder's detail, for a log or a local user;
+    `reason` says what is wrong and nothing else (no path, no library detail): what a server tells its client."""
+
+    def __init__(self, reason: str, source: str | None = None, detail: object = None):
+        super().__init__((f"{source}: " if source else "") + reason + (f" ({detail})" if detail is not None else ""))
+        self.reason = reason
 
 
 def _name(source) -> str:
@@ -28,24 +35,23 @@ def _name(source) -> str:
 
 def _open_bytes(data: bytes, name: str) -> Image.Image:
     if not data:
-        raise InvalidImageError(f"{name}: empty file (0 bytes)")
+        raise InvalidImageError("empty file (0 bytes)", name)
     if len(data) > MAX_IMAGE_BYTES:
-        raise InvalidImageError(f"{name}: {len(data)} bytes is over the {MAX_IMAGE_BYTES} byte limit")
+        raise InvalidImageError(f"{len(data)} bytes is over the {MAX_IMAGE_BYTES} byte limit", name)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             if image.width * image.height > MAX_IMAGE_PIXELS:
                 raise InvalidImageError(
-                    f"{name}: {image.width}x{image.height} pixels is over the {MAX_IMAGE_PIXELS} pixel limit"
-                )
+                    f"{image.width}x{image.height} pixels is over the {MAX_IMAGE_PIXELS} pixel limit", name)
             image.load()
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise InvalidImageError(f"{name}: not a readable image ({err})") from err
+        raise InvalidImageError("not a readable image", name, err) from err
     except (OSError, SyntaxError, ValueError) as err:
         if isinstance(err, InvalidImageError):
             raise
-        raise InvalidImageError(f"{name}: corrupt or truncated image ({err})") from err
+        raise InvalidImageError("corrupt or truncated image", name, err) from err
     return image
 
 
@@ -82,23 +88,21 @@ def load_image(source) -> Image.Image:
         image = source
     elif isinstance(source, np.ndarray):
         if source.ndim not in (2, 3) or source.size == 0:
-            raise InvalidImageError(f"array of shape {source.shape} is not an image")
+            raise InvalidImageError(f"an array of shape {source.shape} is not an image")
         image = Image.fromarray(source.astype(np.uint8) if source.dtype != np.uint8 else source)
     elif isinstance(source, (bytes, bytearray)):
         image = _open_bytes(bytes(source), "bytes")
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
-            raise InvalidImageError(f"{path}: no such file")
+            raise InvalidImageError("no such file", str(path))
         if path.stat().st_size > MAX_IMAGE_BYTES:
-            raise InvalidImageError(
-                f"{path}: {path.stat().st_size} bytes is over the {MAX_IMAGE_BYTES} byte limit"
-            )
+            raise InvalidImageError(f"{path.stat().st_size} bytes is over the {MAX_IMAGE_BYTES} byte limit", str(path))
         image = _open_bytes(path.read_bytes(), str(path))
     else:
-        raise InvalidImageError(f"{_name(source)} is not an image (expected a path, bytes, array or PIL image)")
+        raise InvalidImageError(f"a {_name(source)} is not an image (expected a path, bytes, array or PIL image)")
     if image.width == 0 or image.height == 0:
-        raise InvalidImageError(f"{_name(source)}: empty image ({image.width}x{image.height})")
+        raise InvalidImageError(f"empty image ({image.width}x{image.height})", _name(source))
     return flatten_alpha(image)
 
 

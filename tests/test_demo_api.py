@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import gradio.networking
 import httpx
 import pytest
-from _builders import SEEN, UNSEEN, free_port
+from _builders import PHOTOS_PER_CLASS, SEEN, UNSEEN, free_port
 from gradio_client import Client, handle_file
 from PIL import Image, ImageDraw
 
@@ -122,3 +122,44 @@ def test_search_is_a_typed_api_endpoint_that_refuses_files_it_did_not_receive(cl
         "GZS", 4]})
     events = httpx.get(f"{url}gradio_api/call/search/{call.json()['event_id']}").text
     assert "event: error" in events and "root:" not in events
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    """Files a client might send as a sketch: corrupt bytes, a truncated PNG, a text file, and a PNG whose header
+    declares far more pixels than the limit (a decompression bomb)."""
+    folder = tmp_path_factory.mktemp("bad-files")
+    png = folder / "whole.png"
+    Image.new("RGB", (64, 64), "white").save(png)
+    (folder / "corrupt.png").write_bytes(b"\x89PNG not really" * 10)
+    (folder / "truncated.png").write_bytes(png.read_bytes()[:40])
+    (folder / "notes.png").write_text("a shopping list, not a drawing")
+    header = bytearray(png.read_bytes())
+    header[16:24] = (60_000).to_bytes(4, "big") * 2  # IHDR width and height: 60,000 x 60,000
+    (folder / "huge.png").write_bytes(bytes(header))
+    return folder
+
+
+@pytest.mark.parametrize("name", ["corrupt", "truncated", "notes", "huge"])
+def test_a_bad_sketch_file_is_refused_without_server_internals(client, served, bad_files, name):
+    """The API's error and the page's message say what is wrong, never where the server keeps the file."""
+    from demo.handlers import search_view
+
+    sketch = {"background": None, "layers": [], "composite": handle_file(str(bad_files / f"{name}.png"))}
+    with pytest.raises(Exception, match="not a usable image") as caught:
+        client.predict(sketch, "GZS", K, api_name="/search")
+    view = search_view(served[0], {"background": None, "layers": [], "composite": str(bad_files / f"{name}.png")},
+                       "GZS", K)
+    for message in (str(caught.value), view.message):
+        assert "cannot be searched" in message or "not a usable image" in message
+        assert "/" not in message and "\\" not in message and f"{name}.png" not in message, message
+        assert "tmp" not in message.lower() and "gradio" not in message.lower(), message
+        assert "object at 0x" not in message and "Traceback" not in message, message
+
+
+@pytest.mark.parametrize("k", [0, -3, 51, 100_000])
+def test_k_outside_1_to_50_is_refused_naming_the_range(client, sketches, k):
+    with pytest.raises(Exception, match="from 1 to 50"):
+        client.predict(sketches["drawn"], "GZS", k, api_name="/search")
+    everything = len(SEEN + UNSEEN) * PHOTOS_PER_CLASS  # under 50: k = 50 returns the whole gallery
+    assert len(client.predict(sketches["drawn"], "GZS", 50, api_name="/search")) == everything
