@@ -82,6 +82,7 @@ class Outcome:
     baseline: list[Hit]
     guess: list[tuple[str, float]]
     note: str
+    ranks: dict[str, int] | None = None  # where the named category stands: {"SpLIP": 3, "CLIP": 12, "categories": N}
 
 
 def guess_categories(space: SearchSpace, vector: np.ndarray) -> list[tuple[str, float]]:
@@ -117,7 +118,12 @@ def run_search(state: DemoState, space: SearchSpace, image: Image.Image, setting
     query_base = state.baseline.encode_sketch(pixels).numpy()[0] if baseline else None
     guess = guess_categories(space, query) if baseline or setting == "FG" else []
     splip, base, note = space.view(setting, fg_label(space, category, guess) if setting == "FG" else None)
-    return Outcome(splip.search(query, k), base.search(query_base, k) if baseline else [], guess, note)
+    label = space.label_for(category) if category and baseline and setting != "FG" else None
+    ranks = None
+    if label is not None and splip.concept_rank(query, label) is not None:
+        ranks = {"SpLIP": splip.concept_rank(query, label), "CLIP": base.concept_rank(query_base, label),
+                 "categories": len(splip.labels)}
+    return Outcome(splip.search(query, k), base.search(query_base, k) if baseline else [], guess, note, ranks)
 
 
 def api_search(state: DemoState, sketch, setting: str = "GZS", k: int | None = None) -> list[dict]:
@@ -182,6 +188,33 @@ class SearchView:
     history: dict
     summary: str
     blank: bool = False
+    trace: dict | None = None  # the named category's rank after each stroke of this drawing (early_markdown)
+    early: str = ""
+
+
+def early_markdown(trace: dict | None) -> str:
+    """The named category's rank after each stroke, SpLIP against CLIP: how early the drawing is found."""
+    if not trace or not trace["ranks"]:
+        return ""
+    ranks = trace["ranks"]
+
+    def strip(model: str) -> str:
+        return " → ".join(f"**{r[model]}**" if r[model] <= 5 else str(r[model]) for r in ranks)
+
+    found = next((i for i in range(len(ranks)) if all(r["SpLIP"] <= 5 for r in ranks[i:])), None)
+    tail = (f"In SpLIP's top 5 since stroke {found + 1}." if found is not None
+            else "Not in SpLIP's top 5 yet.")
+    return (f"**{display_name(trace['category'])}** after each stroke, rank among {ranks[-1]['categories']} "
+            f"categories: SpLIP {strip('SpLIP')} · CLIP {strip('CLIP')}. {tail}")
+
+
+def next_trace(trace: dict | None, category: str, ranks: dict[str, int], stroke: bool) -> dict:
+    """The trace after one more search: a stroke adds a point, any other search (the button, a new setting)
+    replaces the last one; a new category starts a new trace."""
+    if not trace or trace["category"] != class_key(category):
+        trace = {"category": class_key(category), "ranks": []}
+    kept = trace["ranks"] if stroke or not trace["ranks"] else trace["ranks"][:-1]
+    return {"category": trace["category"], "ranks": [*kept, ranks]}
 
 
 def caption(space: SearchSpace, hit: Hit, instance: str | None = None) -> str:
@@ -212,20 +245,24 @@ def summary_markdown(history: dict) -> str:
 
 
 def search_view(state: DemoState, sketch, setting: str, k: int, category: str | None = None,
-                instance: str | None = None, history: dict | None = None, space_key: str | None = None) -> SearchView:
-    """Everything the Search tab shows for one canvas; a blank canvas gives the hint and searches nothing."""
+                instance: str | None = None, history: dict | None = None, space_key: str | None = None,
+                trace: dict | None = None, stroke: bool = False) -> SearchView:
+    """Everything the Search tab shows for one canvas; a blank canvas gives the hint, searches nothing and clears
+    the stroke-by-stroke trace. `stroke`: this search follows a stroke (the trace gains a point)."""
     history = dict(history or {})
     space, gone = state.space_for(space_key)
     try:
         image = canvas_image(sketch, state.model.config.sketch_pixels)
     except InvalidImageError as err:
         return SearchView([], [], None, f"⚠ That image cannot be searched: {err.reason}", history,
-                          summary_markdown(history))
+                          summary_markdown(history), trace=trace, early=early_markdown(trace))
     if image is None:
         return SearchView([], [], None, HINT, history, summary_markdown(history), blank=True)
     if space is None:
-        return SearchView([], [], None, f"⚠ {gone or state.gallery_note}", history, summary_markdown(history))
+        return SearchView([], [], None, f"⚠ {gone or state.gallery_note}", history, summary_markdown(history),
+                          trace=trace, early=early_markdown(trace))
     outcome = run_search(state, space, image, setting, k, category)
+    trace = next_trace(trace, category, outcome.ranks, stroke) if category and outcome.ranks else None
     lines = [outcome.note] if outcome.note else []
     if category:
         status = space.status(category)
@@ -240,7 +277,7 @@ def search_view(state: DemoState, sketch, setting: str, k: int, category: str | 
         [(h.path, caption(space, h, instance)) for h in outcome.baseline],
         {name: p for name, p in outcome.guess[:3]},
         "  \n".join(lines) or "Say what you are drawing (above) to see precision.",
-        history, summary_markdown(history))
+        history, summary_markdown(history), trace=trace, early=early_markdown(trace))
 
 
 # ----------------------------------------------------------------------------------------------------------------

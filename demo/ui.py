@@ -51,7 +51,7 @@ def build_app(state: DemoState) -> gr.Blocks:
             gr.Markdown("\n".join(f"⚠ {n}  " for n in state.notices), elem_id="notices")
         galleries = state.user_spaces  # a visitor's upload lives as long as this State: TTL, freed on expiry/close
         space_key = gr.State(None, time_to_live=galleries.ttl_s, delete_callback=galleries.drop)
-        instance, history = gr.State(None), gr.State({})
+        instance, history, trace = gr.State(None), gr.State({}), gr.State(None)  # trace: ranks after each stroke
 
         with gr.Tabs():
             with gr.Tab("Search", id="search"):
@@ -68,6 +68,7 @@ def build_app(state: DemoState) -> gr.Blocks:
                                                allow_custom_value=True, elem_id="category",
                                                label="What are you drawing? (optional: shows precision)")
                         message = gr.Markdown(HINT, elem_id="message")
+                        early = gr.Markdown("", elem_id="early-retrieval")
                         guess = gr.Label(num_top_classes=3, label="The model's guess (zero-shot over all "
                                          "category names)", elem_id="guess")
                     with gr.Column(scale=3):
@@ -101,29 +102,31 @@ def build_app(state: DemoState) -> gr.Blocks:
                 if handlers.has_ap_chart(state.evaluation):  # drawn at the first page load, not at startup
                     chart = gr.Plot(label="Average precision per category", elem_id="ap-chart")
 
-        search_inputs = [sketch, setting, top_k, category, instance, history, space_key]
-        search_outputs = [results, baseline, guess, message, history, summary, category, instance, space_key]
+        search_inputs = [sketch, setting, top_k, category, instance, history, space_key, trace]
+        search_outputs = [results, baseline, guess, message, history, summary, category, instance, space_key, trace,
+                          early]
 
         def run(values, request: gr.Request, from_canvas: bool):
             session = request.session_hash or ""
             ticket = latest.start(session)
             key = galleries.key_for(session)  # by session, not the State: a State Gradio evicted cannot hide it
-            view = handlers.search_view(state, *values[:-1], key)
+            *fields, held_key, trace_value = values
+            view = handlers.search_view(state, *fields, key, trace_value, stroke=from_canvas)
             if not latest.is_latest(session, ticket):  # a newer search of this visitor has started: drop this one
                 return [gr.skip()] * len(search_outputs)
             forget = None if view.blank and from_canvas else gr.skip()  # a cleared canvas starts a new query
-            held = values[-1] or gr.skip()  # set again: the State's time to live restarts
+            held = held_key or gr.skip()  # set again: the State's time to live restarts
             return (view.results, view.baseline, view.guess, view.message, view.history, view.summary, forget, forget,
-                    held)
+                    held, view.trace, view.early)
 
-        def on_search(sketch_value, setting_value, k, category_value, instance_value, history_value, key,
+        def on_search(sketch_value, setting_value, k, category_value, instance_value, history_value, key, trace_value,
                       request: gr.Request):
-            values = (sketch_value, setting_value, k, category_value, instance_value, history_value, key)
+            values = (sketch_value, setting_value, k, category_value, instance_value, history_value, key, trace_value)
             return run(values, request, from_canvas=False)
 
-        def on_stroke(sketch_value, setting_value, k, category_value, instance_value, history_value, key,
+        def on_stroke(sketch_value, setting_value, k, category_value, instance_value, history_value, key, trace_value,
                       request: gr.Request):
-            values = (sketch_value, setting_value, k, category_value, instance_value, history_value, key)
+            values = (sketch_value, setting_value, k, category_value, instance_value, history_value, key, trace_value)
             return run(values, request, from_canvas=True)
 
         live = {"trigger_mode": "always_last", "concurrency_id": "search", "concurrency_limit": SEARCH_CONCURRENCY,

@@ -194,6 +194,21 @@ class Gallery:
             options["collection"] = f"{self.index.collection}_{digest}"
         return Gallery([self.items[i] for i in rows], self.vectors[rows], backend=self.backend, index_options=options)
 
+    def concept_rank(self, query_vector: np.ndarray, label: str) -> int | None:
+        """Where the class `label` stands for one query when classes are ordered by their best photo's score (1 =
+        first), as a person reads a page of results; None when no photo has that label. Exact, whatever the index."""
+        if not hasattr(self, "_label_codes"):
+            names = self.labels
+            code = {name: i for i, name in enumerate(names)}
+            self._label_codes = (names, np.array([code.get(item.label, -1) for item in self.items]))
+        names, codes = self._label_codes
+        if label not in names:
+            return None
+        scores = self.vectors @ np.asarray(query_vector, dtype=np.float32)
+        best = np.full(len(names), -np.inf, dtype=np.float32)
+        np.maximum.at(best, codes[codes >= 0], scores[codes >= 0])
+        return int((best > best[names.index(label)]).sum()) + 1
+
     def search(self, query_vectors: np.ndarray, k: int = 10) -> list[Hit] | list[list[Hit]]:
         """The `k` best photos (min(k, len) of them), best first.
 

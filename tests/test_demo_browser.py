@@ -108,6 +108,27 @@ def test_drawing_searches_and_the_page_responds(page):
     assert "(unseen)" in page.locator("#message").inner_text()
 
 
+def test_naming_the_category_shows_its_rank_after_every_stroke(page):
+    """Early retrieval, live: with the category named, each stroke adds the category's rank for SpLIP and for CLIP
+    to the strip under the canvas; clearing the canvas clears it."""
+    page.locator("#sketchpad button[aria-label='Clear canvas']").click()
+    page.wait_for_function("document.querySelector('#message').innerText.includes('Draw something')")
+    category = page.locator("#category input")
+    category.fill("cat")
+    category.press("Enter")
+    strokes = [[(-0.2, -0.1), (0.2, -0.1)], [(-0.2, 0.1), (0.2, 0.1)], [(0.0, -0.25), (0.0, 0.25)]]
+    for n, points in enumerate(strokes, 1):
+        stroke(page, points)
+        page.wait_for_function(f"""() => {{
+            const text = document.querySelector('#early-retrieval').innerText;
+            return text.includes('after each stroke') && text.split('·')[0].split('→').length === {n};
+        }}""")
+    text = page.locator("#early-retrieval").inner_text()
+    assert re.search(r"cat after each stroke, rank among 5 categories: SpLIP [1-5]( → [1-5]){2} · CLIP", text), text
+    page.locator("#sketchpad button[aria-label='Clear canvas']").click()
+    page.wait_for_function("document.querySelector('#early-retrieval').innerText.trim() === ''")
+
+
 def test_an_uploaded_gallery_is_searched_then_its_expiry_is_shown(page, served, tmp_path):
     """Upload two photos in this tab, search them, expire them (as the TTL would): the page says so, no results."""
     from PIL import Image

@@ -486,3 +486,35 @@ def test_shipped_embeddings_make_a_cold_start_embed_nothing(demo_world, tmp_path
     Image.new("RGB", (64, 64), "purple").save(edited)  # content no longer matches its shipped vector
     DemoState.create(cache_dir=tmp_path / "fresh2", mini_dir=copy)
     assert len(calls) == 2  # that one photo, for SpLIP and for the baseline
+
+
+def test_the_named_category_is_traced_stroke_by_stroke_and_cleared_with_the_canvas(state):
+    """Each stroke adds the named category's rank (SpLIP and CLIP among the gallery's categories); a search that is
+    not a stroke (the button, a new setting) replaces the last point; another category or a blank canvas restarts."""
+    first = search_view(state, drawing(), "GZS", 4, category="cat", stroke=True)
+    assert first.trace["category"] == "cat" and len(first.trace["ranks"]) == 1
+    point = first.trace["ranks"][0]
+    assert 1 <= point["SpLIP"] <= 5 and 1 <= point["CLIP"] <= 5 and point["categories"] == 5
+    second = search_view(state, drawing(offset=40), "GZS", 4, category="cat", trace=first.trace, stroke=True)
+    assert len(second.trace["ranks"]) == 2 and "cat** after each stroke, rank among 5 categories" in second.early
+    button = search_view(state, drawing(offset=40), "GZS", 4, category="cat", trace=second.trace)
+    assert len(button.trace["ranks"]) == 2
+    other = search_view(state, drawing(), "GZS", 4, category="dog", trace=second.trace, stroke=True)
+    assert other.trace["category"] == "dog" and len(other.trace["ranks"]) == 1
+    unnamed = search_view(state, drawing(), "GZS", 4, trace=second.trace, stroke=True)
+    assert unnamed.trace is None and unnamed.early == ""
+    blank = search_view(state, {"background": None, "layers": [], "composite": None}, "GZS", 4, category="cat",
+                        trace=second.trace, stroke=True)
+    assert blank.trace is None and blank.early == ""
+
+
+def test_early_markdown_marks_the_top_5_and_says_since_when():
+    from demo.handlers import early_markdown
+
+    trace = {"category": "hot_air_balloon", "ranks": [{"SpLIP": r, "CLIP": c, "categories": 230}
+                                                      for r, c in ((9, 40), (4, 22), (7, 9), (2, 5), (1, 3))]}
+    text = early_markdown(trace)
+    assert text.startswith("**hot air balloon** after each stroke, rank among 230 categories")
+    assert "SpLIP 9 → **4** → 7 → **2** → **1** · CLIP 40 → 22 → 9 → **5** → **3**" in text
+    assert text.endswith("In SpLIP's top 5 since stroke 4.")
+    assert early_markdown(None) == ""
