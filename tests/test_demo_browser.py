@@ -72,7 +72,9 @@ def wait_for_captions(page, gallery: str, count: int, also: str = "true") -> lis
 
 def stroke(page, points) -> None:
     """One mouse-drawn stroke through `points`, given as fractions of the canvas box from its centre."""
-    box = page.locator("#sketchpad canvas").first.bounding_box()
+    canvas = page.locator("#sketchpad canvas").first
+    canvas.scroll_into_view_if_needed()  # a control below it (the category list) may have scrolled the page
+    box = canvas.bounding_box()
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     scale = min(box["width"], box["height"])
     page.mouse.move(cx + points[0][0] * scale, cy + points[0][1] * scale)
@@ -113,9 +115,12 @@ def test_naming_the_category_shows_its_rank_after_every_stroke(page):
     to the strip under the canvas; clearing the canvas clears it."""
     page.locator("#sketchpad button[aria-label='Clear canvas']").click()
     page.wait_for_function("document.querySelector('#message').innerText.includes('Draw something')")
+    page.locator("#sketchpad button[aria-label='Brush']").click()  # a cleared editor asks for the brush again
+    page.get_by_text("GZS: all categories").click()  # the category must be in the gallery's view (cat is seen)
     category = page.locator("#category input")
+    category.click()
     category.fill("cat")
-    category.press("Enter")
+    page.locator("#category ul li", has_text="cat").first.click()
     strokes = [[(-0.2, -0.1), (0.2, -0.1)], [(-0.2, 0.1), (0.2, 0.1)], [(0.0, -0.25), (0.0, 0.25)]]
     for n, points in enumerate(strokes, 1):
         stroke(page, points)
@@ -127,6 +132,7 @@ def test_naming_the_category_shows_its_rank_after_every_stroke(page):
     assert re.search(r"cat after each stroke, rank among 5 categories: SpLIP [1-5]( → [1-5]){2} · CLIP", text), text
     page.locator("#sketchpad button[aria-label='Clear canvas']").click()
     page.wait_for_function("document.querySelector('#early-retrieval').innerText.trim() === ''")
+    page.locator("#sketchpad button[aria-label='Brush']").click()
 
 
 def test_an_uploaded_gallery_is_searched_then_its_expiry_is_shown(page, served, tmp_path):
