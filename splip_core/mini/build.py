@@ -269,8 +269,12 @@ def results_markdown(report: dict) -> str:
                         f"{100 * r['mAP@all']:.1f} | | {100 * r['best_val_mAP']:.1f} |")
         for name, r in report["ablations"].items():
             rows.append(f"| {name} | {100 * r['mAP@all']:.1f} | {diff(r, 'mAP@all')} | {100 * r['best_val_mAP']:.1f} |")
-    for mode, r in report.get("modes", {}).items():
-        rows.append(f"| full SpLIP, {mode} mode | {100 * r['mAP@all']:.1f} | | |")
+    modes = report.get("modes", {})
+    if modes and not report.get("ablations"):  # no ablation table to hold them: a sentence
+        rows.append("ZS mAP@all by inference mode: " + ", ".join(f"{mode} {100 * r['mAP@all']:.1f}"
+                                                                for mode, r in modes.items()) + ".")
+    elif modes:
+        rows += [f"| full SpLIP, {mode} mode | {100 * r['mAP@all']:.1f} | | |" for mode, r in modes.items()]
     return "\n".join(rows) + "\n"
 
 
