@@ -96,12 +96,6 @@ def evaluate(model: SpLIP, sketches: list[Image.Image], gallery: Gallery, truths
     }
 
 
-def concept_rank(scores: np.ndarray, labels: Sequence[str], truth: str) -> int:
-    """The rank (1 = first) of `truth` among the concepts ordered by their best photo; past the last if absent."""
-    ranking = concept_ranking(scores, labels)
-    return ranking.index(truth) + 1 if truth in ranking else len(ranking) + 1
-
-
 def m_at_a(ranks: Sequence[int], n_concepts: int) -> float:
     """m@A of one drawing (Bhunia et al., CVPR 2020, on concepts): the mean over its stroke prefixes of the ranking
     percentile (n - rank) / (n - 1), the area under the percentile-vs-completion curve; 1 = first from stroke one."""
@@ -130,17 +124,18 @@ def strokes_until(ranks: Sequence[int], k: int = 5) -> int | None:
 
 def prefix_ranks(model: SpLIP, doodles: Sequence[dict], spec: dict, gallery: Gallery,
                  pixels: int | None) -> list[list[int]]:
-    """For each doodle, the rank of its concept after each stroke, searched as the demo searches a canvas."""
-    labels = [item.label for item in gallery.items]
+    """For each doodle, the rank of its concept after each stroke, searched as the demo searches a canvas and ranked
+    as the demo's live strip ranks it (`Gallery.concept_rank`); a concept the gallery lacks ranks past the last."""
+    missing = len(gallery.labels) + 1
     out = []
     for doodle in doodles:
         strokes = doodle["strokes"]
         sketches = [canvas_to_sketch(render(strokes[:i], spec["canvas"], spec["brush"]), pixels)
                     for i in range(1, len(strokes) + 1)]
         kept = [s for s in sketches if s is not None]  # a first stroke of a few pixels can read as blank
-        scores = model.encode_sketch(kept).numpy() @ gallery.vectors.T
-        ranks = [concept_rank(row, labels, folder_name(doodle["concept"])) for row in scores]
-        out.append([len(set(labels)) + 1] * (len(sketches) - len(kept)) + ranks)
+        ranks = [gallery.concept_rank(vector, folder_name(doodle["concept"])) or missing
+                 for vector in model.encode_sketch(kept).numpy()]
+        out.append([missing] * (len(sketches) - len(kept)) + ranks)
     return out
 
 
@@ -154,7 +149,7 @@ def early_retrieval(ranks: dict[str, list[list[int]]], concepts: Sequence[str], 
     for name, rs in ranks.items():
         until = [strokes_until(r) for r in rs]
         found = [u for u in until if u is not None]
-        report[name] = {metric: {**_mean_ci(values, concepts, boot)} for metric, values in per[name].items()}
+        report[name] = {metric: _mean_ci(values, concepts, boot) for metric, values in per[name].items()}
         report[name]["strokes_until_top5"] = {
             "median": float(np.median(found)) if found else None,
             "found_at_the_end": len(found) / len(rs),

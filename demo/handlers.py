@@ -119,10 +119,9 @@ def run_search(state: DemoState, space: SearchSpace, image: Image.Image, setting
     guess = guess_categories(space, query) if baseline or setting == "FG" else []
     splip, base, note = space.view(setting, fg_label(space, category, guess) if setting == "FG" else None)
     label = space.label_for(category) if category and baseline and setting != "FG" else None
-    ranks = None
-    if label is not None and splip.concept_rank(query, label) is not None:
-        ranks = {"SpLIP": splip.concept_rank(query, label), "CLIP": base.concept_rank(query_base, label),
-                 "categories": len(splip.labels)}
+    rank = splip.concept_rank(query, label) if label is not None else None
+    ranks = None if rank is None else {"SpLIP": rank, "CLIP": base.concept_rank(query_base, label),
+                                       "categories": len(splip.labels)}
     return Outcome(splip.search(query, k), base.search(query_base, k) if baseline else [], guess, note, ranks)
 
 
