@@ -322,7 +322,8 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
     b_stamp = _digest(pool, cfg.pretrain_steps, cfg.pretrain_batch_size, cfg.edge_maps, cfg.seed,  # what it reads
                       *((extra, cfg.extra_art) if cfg.extra_art else ()),
                       *((cfg.continue_steps, cfg.continue_lr) if cfg.continue_steps else ()),
-                      *((split.get("doodles"), cfg.line_fraction, cfg.doodle_fraction, cfg.bf16) if doodles else ()))
+                      *((split.get("doodles"), cfg.line_fraction, cfg.doodle_fraction) if doodles else ()),
+                      *(("bf16",) if cfg.bf16 else ()))
     sources = {"edge_maps": cfg.edge_maps, "extra": extra_root, "extra_fraction": cfg.extra_art,
                "doodles": doodle_root, "line_fraction": cfg.line_fraction if doodles else 0.0,
                "doodle_fraction": cfg.doodle_fraction if doodles else 0.0, "bf16": cfg.bf16}
