@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from splip_core.cache import EmbeddingCache, EmbedFn
 from splip_core.index import SearchIndex, make_index
+from splip_core.metrics import concept_rank_of
 from splip_core.preprocess import scan_folder
 
 log = logging.getLogger(__name__)
@@ -197,17 +199,16 @@ class Gallery:
     def concept_rank(self, query_vector: np.ndarray, label: str) -> int | None:
         """Where the class `label` stands for one query when classes are ordered by their best photo's score (1 =
         first), as a person reads a page of results; None when no photo has that label. Exact, whatever the index."""
-        if not hasattr(self, "_label_codes"):
-            names = self.labels
-            code = {name: i for i, name in enumerate(names)}
-            self._label_codes = (names, np.array([code.get(item.label, -1) for item in self.items]))
-        names, codes = self._label_codes
-        if label not in names:
+        if not hasattr(self, "_label_codes"):  # the labelled photos and their class codes, once
+            code = {name: i for i, name in enumerate(self.labels)}
+            rows = [i for i, item in enumerate(self.items) if item.label is not None]
+            self._label_codes = (code, torch.from_numpy(self.vectors[rows]),
+                                 torch.tensor([code[self.items[i].label] for i in rows]))
+        code, vectors, codes = self._label_codes
+        if label not in code:
             return None
-        scores = self.vectors @ np.asarray(query_vector, dtype=np.float32)
-        best = np.full(len(names), -np.inf, dtype=np.float32)
-        np.maximum.at(best, codes[codes >= 0], scores[codes >= 0])
-        return int((best > best[names.index(label)]).sum()) + 1
+        sim = (vectors @ torch.from_numpy(np.asarray(query_vector, dtype=np.float32)))[None]
+        return int(concept_rank_of(sim, codes, len(code), torch.tensor([code[label]]))[0])
 
     def search(self, query_vectors: np.ndarray, k: int = 10) -> list[Hit] | list[list[Hit]]:
         """The `k` best photos (min(k, len) of them), best first.

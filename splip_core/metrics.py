@@ -56,6 +56,16 @@ def _check_pair(query: torch.Tensor, gallery: torch.Tensor, chunk_size: int) -> 
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
 
 
+def concept_rank_of(sim: torch.Tensor, gallery_concept: torch.Tensor, n_concepts: int,
+                    query_concept: torch.Tensor) -> torch.Tensor:
+    """(Q,) rank of each query's concept (1 = first) when concepts are ordered by their best photo's similarity;
+    NOT_IN_GALLERY where `query_concept` is -1. `sim` (Q, G); `gallery_concept` (G,) codes in 0..n_concepts-1."""
+    best = torch.full((len(sim), n_concepts), -torch.inf, dtype=sim.dtype, device=sim.device).scatter_reduce(
+        1, gallery_concept.expand_as(sim), sim, "amax")
+    rank = (best > best.gather(1, query_concept.clamp(min=0)[:, None])).sum(1) + 1
+    return torch.where(query_concept >= 0, rank, NOT_IN_GALLERY)
+
+
 def retrieval_metrics(
     query_emb: torch.Tensor,
     query_labels,
@@ -92,15 +102,11 @@ def retrieval_metrics(
 
     for start in range(0, len(query_emb), chunk_size):
         sim = query_emb[start : start + chunk_size] @ gallery_emb.T
-        best = torch.full((len(sim), len(concepts)), -torch.inf, dtype=sim.dtype, device=device).scatter_reduce(
-            1, gallery_concept.expand_as(sim), sim, "amax")
-        own = (query_labels[start : start + chunk_size, None] == concepts[None]).float().argmax(1)
-        own_best = best.gather(1, own[:, None])
-        known = (query_labels[start : start + chunk_size, None] == concepts[None]).any(1)
-        rank = (best > own_best).sum(1) + 1
-        concept_ranks.append(torch.where(known, rank, NOT_IN_GALLERY))
+        match = query_labels[start : start + chunk_size, None] == concepts[None]
+        own = torch.where(match.any(1), match.float().argmax(1), -1)
+        concept_ranks.append(concept_rank_of(sim, gallery_concept, len(concepts), own))
         order = torch.sort(sim, dim=1, descending=True, stable=True).indices
-        del sim, best
+        del sim
         relevant = gallery_labels[order] == query_labels[start : start + chunk_size, None]
         del order
         hits = relevant.cumsum(dim=1, dtype=torch.int32)

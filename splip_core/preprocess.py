@@ -174,8 +174,9 @@ def _doodle(mask: np.ndarray, box: tuple[int, int, int, int], pixels: int, line:
 
 def doodle_bitmap(image: Image.Image, pixels: int = 28, ink_threshold: int = INK_THRESHOLD) -> Image.Image | None:
     """A drawing redrawn the way Quick, Draw!'s bitmaps were made ("L", black on white, `pixels` square; None when
-    nothing is inked): scaled so its longer side fills the frame, in the top-left corner, every stroke about 1.5
-    pixels wide whatever pen drew it, anti-aliased. The model then sees a canvas as it saw its training doodles."""
+    nothing is inked): scaled so its longer side fills the frame, in the top-left corner, every stroke thinned and
+    redrawn `LINE` / 4 pixels wide whatever pen drew it, anti-aliased (the ink fraction then nearest the bitmaps').
+    The model then sees a canvas as it saw its training doodles."""
     mask = ink_mask(image, ink_threshold)
     box = _ink_box(mask)
     return None if box is None else _doodle(mask, box, pixels)
