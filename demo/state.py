@@ -430,7 +430,9 @@ class DemoState:
         if inference_mode is not None:
             loaded.model.set_inference_mode(inference_mode)  # before the fingerprint (cache key) is first computed
         cache_dir = Path(cache_dir if cache_dir is not None else Path.home() / ".cache" / "splip" / "demo")
-        state = cls(model=loaded.model, baseline=loaded.model.frozen_baseline(), model_name=loaded.name,
+        loaded.model.trace_for_serving()  # a query's forward holds no GIL, so searches and the event loop share it
+        state = cls(model=loaded.model, baseline=loaded.model.frozen_baseline().trace_for_serving(),
+                    model_name=loaded.name,
                     split=split, space=None, gallery_note="", examples=find_examples(world / "gallery" / "sketch",
                                                                                      split),
                     evaluation=evaluation, evaluation_note=evaluation_note, cache_dir=cache_dir.expanduser().resolve(),

@@ -121,6 +121,47 @@ def test_fast_mode_differs_from_faithful_when_text_prompts_are_image_conditioned
     assert (model.encode_sketch(pixels) - faithful).abs().max() > 1e-4
 
 
+@pytest.mark.parametrize("mode", ["faithful", "fast"])
+def test_traced_one_image_encoders_equal_eager_ones_and_go_when_the_model_changes(mode, monkeypatch):
+    model = tiny_model(inference_mode=mode)
+    baseline = model.frozen_baseline()
+    pixels = torch.randn(3, 3, 32, 32)
+    eager = {m: model.encode_image(pixels[:1], m) for m in ("sketch", "photo")}
+    plain = baseline.encode_sketch(pixels[:1])
+    model.trace_for_serving()
+    baseline.trace_for_serving()
+
+    def no_eager(*args, **kwargs):
+        raise AssertionError("the eager forward ran for one image")
+
+    monkeypatch.setattr(model, "forward", no_eager)
+    for modality, expected in eager.items():  # one image: the trace answers, with the eager result
+        assert torch.allclose(model.encode_image(pixels[:1], modality), expected, atol=1e-6)
+    assert torch.allclose(baseline.encode_sketch(pixels[:1]), plain, atol=1e-6)
+    with pytest.raises(AssertionError, match="eager forward"):
+        model.encode_sketch(pixels)  # a batch: the eager forward
+    monkeypatch.undo()
+    model.set_inference_mode("fast" if mode == "faithful" else "faithful")
+    assert not model._traced  # traced in the other mode: gone
+    model.trace_for_serving()
+    model.train()
+    assert not model._traced  # weights may change in training: gone
+
+
+def test_a_model_that_cannot_be_traced_stays_eager_and_says_so(monkeypatch):
+    model = tiny_model()
+    pixels = torch.randn(1, 3, 32, 32)
+    eager = model.encode_sketch(pixels)
+
+    def untraceable(*args, **kwargs):
+        raise RuntimeError("no TorchScript here")
+
+    monkeypatch.setattr(torch.jit, "trace", untraceable)
+    with pytest.warns(RuntimeWarning, match="no TorchScript here"):
+        model.trace_for_serving()
+    assert not model._traced and torch.equal(model.encode_sketch(pixels), eager)
+
+
 def test_running_mean_of_patches_follows_training_batches():
     model = tiny_model()
     model.train()
