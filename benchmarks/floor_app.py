@@ -1,5 +1,6 @@
 """The load test's floor: a Gradio app whose `/search` takes and returns what the demo's does (same typed
-signature, same queue and concurrency settings) but does no work, so its cost is the framework's alone.
+signature, same queue, concurrency and Gradio analytics settings: importing demo.ui sets them) but does no work, so
+its cost is the framework's alone.
 
 `python -m benchmarks.floor_app --port P` (started by `benchmarks.load_test`).
 """

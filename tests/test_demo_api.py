@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import gradio as gr
 import gradio.networking
 import httpx
 import pytest
@@ -163,3 +164,12 @@ def test_k_outside_1_to_50_is_refused_naming_the_range(client, sketches, k):
         client.predict(sketches["drawn"], "GZS", k, api_name="/search")
     everything = len(SEEN + UNSEEN) * PHOTOS_PER_CLASS  # under 50: k = 50 returns the whole gallery
     assert len(client.predict(sketches["drawn"], "GZS", 50, api_name="/search")) == everything
+
+
+def test_gradio_queues_rebuild_their_monitoring_summary_every_hundredth_event_not_every_event():
+    from demo.ui import ANALYTICS_EVERY
+
+    with gr.Blocks() as blocks:  # any queue made after demo.ui is imported: the app's, the load test's floor
+        gr.Markdown("x")
+    blocks.queue()
+    assert ANALYTICS_EVERY == 100 and blocks._queue.ANAYLTICS_CACHE_FREQUENCY == ANALYTICS_EVERY
