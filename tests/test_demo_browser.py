@@ -1,23 +1,28 @@
 """The demo in a real browser: Debian's chromium, driven by Playwright, draws on the sketchpad with the mouse and
 checks the captioned results, the retrieval-setting switch, the clear-canvas hint and the example sketches.
 
-Leaves a screenshot in artifacts/demo-browser.png.
+Leaves screenshots in artifacts/: demo-browser.png (the test world) and app.jpg (the shipped app after a doodle, the
+README's picture: `SPLIP_SCREENSHOT=docs/app.jpg pytest tests/test_demo_browser.py -k shipped` writes it there).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import threading
 from pathlib import Path
 
 import pytest
 from _builders import PHOTOS_PER_CLASS, UNSEEN, free_port
 
-from demo import DemoState, build_app
+from demo import DemoState, build_app, handlers
 from demo.handlers import HINT
 from demo.server import serve
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "artifacts"
 K = 8  # more than the unseen photos, so switching GZS -> ZS visibly shrinks the gallery
 CAPTION = re.compile(r"^★? ?[a-z ]+ · [01]\.\d{3} · (seen|unseen)$")
 
@@ -43,19 +48,28 @@ def url(served):
 
 
 @pytest.fixture(scope="module")
-def page(url):
+def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(60_000)
-        page.goto(url)
-        page.wait_for_selector("#sketchpad canvas")
-        yield page
+        yield browser
         browser.close()
+
+
+def open_page(browser, url: str):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(60_000)
+    page.goto(url)
+    page.wait_for_selector("#sketchpad canvas")
+    return page
+
+
+@pytest.fixture(scope="module")
+def page(browser, url):
+    return open_page(browser, url)
 
 
 def captions(page, gallery: str) -> list[str]:
@@ -117,10 +131,7 @@ def test_naming_the_category_shows_its_rank_after_every_stroke(page):
     page.wait_for_function("document.querySelector('#message').innerText.includes('Draw something')")
     page.locator("#sketchpad button[aria-label='Brush']").click()  # a cleared editor asks for the brush again
     page.get_by_text("GZS: all categories").click()  # the category must be in the gallery's view (cat is seen)
-    category = page.locator("#category input")
-    category.click()
-    category.fill("cat")
-    page.locator("#category ul li", has_text="cat").first.click()
+    name_category(page, "cat")
     strokes = [[(-0.2, -0.1), (0.2, -0.1)], [(-0.2, 0.1), (0.2, 0.1)], [(0.0, -0.25), (0.0, 0.25)]]
     for n, points in enumerate(strokes, 1):
         stroke(page, points)
@@ -157,3 +168,57 @@ def test_an_uploaded_gallery_is_searched_then_its_expiry_is_shown(page, served, 
     page.locator("#search-button").click()
     page.wait_for_function("document.querySelector('#message').innerText.includes('Your uploaded gallery is gone')")
     assert captions(page, "results") == []
+
+
+def name_category(page, name: str) -> None:
+    category = page.locator("#category input")
+    category.click()
+    category.fill(name)
+    option = re.compile(rf"^\W*{re.escape(name)}$")  # "cup" (after the hidden tick), not "coffee cup" or "cupcake"
+    page.locator("#category ul li").filter(has_text=option).first.click()
+    page.wait_for_function(f"document.querySelector('#category input').value === {name!r}")
+
+
+EDITOR_ZOOM = 0.56  # the editor shows the whole canvas image at about this share of its element (notes: Gradio 6)
+
+
+def test_the_shipped_app_finds_photos_for_a_doodle_drawn_stroke_by_stroke(browser, tmp_path, monkeypatch):
+    """The README's picture: the shipped model and gallery (weights/mini), a mouse doodle of a cup from the doodle
+    benchmark drawn stroke by stroke with its category named; after each stroke the early-retrieval strip grows,
+    and both result columns are full at the end."""
+    doodles = json.loads((REPO / "benchmarks" / "doodles.json").read_text())
+    doodle, side = next(d for d in doodles["doodles"] if d["id"] == "cup-2"), doodles["canvas"]
+    state = DemoState.create(cache_dir=tmp_path / "cache", top_k=K)
+    assert state.space is not None and "cup" in state.space.categories
+    loaded = threading.Event()  # the editor's one input event at page load, a blank canvas: it forgets the category
+    search_view = handlers.search_view
+
+    def watched(*args, **kwargs):
+        view = search_view(*args, **kwargs)
+        loaded.set()
+        return view
+
+    monkeypatch.setattr(handlers, "search_view", watched)
+    app = build_app(state)
+    url, _ = serve(app, state, "127.0.0.1", free_port(), block=False)
+    try:
+        page = open_page(browser, url)
+        loaded.wait(timeout=30)  # name the category after that event, or it may be forgotten again
+        name_category(page, doodle["concept"])
+        for n, points in enumerate(doodle["strokes"], 1):
+            stroke(page, [((x / side - 0.5) * EDITOR_ZOOM, (y / side - 0.5) * EDITOR_ZOOM)
+                          for x, y in points[::2] + points[-1:]])
+            page.wait_for_function(f"""() => document.querySelector('#early-retrieval').innerText
+                                         .split('·')[0].split('→').length === {n}""")
+        assert re.search(r"cup after each stroke, rank among \d+ categories: SpLIP \d+( → \d+){3} · CLIP",
+                         page.locator("#early-retrieval").inner_text())
+        wait_for_captions(page, "results", K)
+        wait_for_captions(page, "baseline", K)
+        page.wait_for_function("[...document.querySelectorAll('#results img')].every(i => i.complete)")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.evaluate("window.scrollTo(0, 0)")
+        for path in [ARTIFACTS / "app.jpg", *([REPO / os.environ["SPLIP_SCREENSHOT"]]
+                                              if os.environ.get("SPLIP_SCREENSHOT") else [])]:
+            page.screenshot(path=str(path), full_page=True, type="jpeg", quality=80)
+    finally:
+        app.close()
