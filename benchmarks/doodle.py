@@ -162,6 +162,23 @@ def early_retrieval(ranks: dict[str, list[list[int]]], concepts: Sequence[str], 
     return report
 
 
+def headline_rows(report: dict) -> list[str]:
+    """The README's early-retrieval rows of a `--json` report, in the columns of the results table (frozen, SpLIP,
+    SpLIP - frozen [95% CI], chance, drawings; %). Chance: a random ranking of the G gallery concepts, whose
+    percentile averages 1/2 and whose reciprocal rank averages H_G / G."""
+    early, n = report["early_retrieval"], report["n_gallery_concepts"]
+    chance = {"m@A": 0.5, "m@B": sum(1 / r for r in range(1, n + 1)) / n}
+    rows = []
+    for metric in ("m@A", "m@B"):
+        d = early["difference"][metric]
+        frozen, splip = early["frozen CLIP"][metric]["mean"], early["SpLIP"][metric]["mean"]
+        rows.append(f"| mouse doodles, stroke by stroke | {metric} | {100 * frozen:.1f} | {100 * splip:.1f} | "
+                    f"{100 * d['mean_difference']:+.1f} "
+                    f"[{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}] | {100 * chance[metric]:.1f} | "
+                    f"{report['n_doodles']} |")
+    return rows
+
+
 def _mean_ci(values: np.ndarray, concepts: Sequence[str], boot: int) -> dict:
     ci = paired_bootstrap(values, np.zeros_like(values), concepts, boot)
     return {"mean": ci["mean_difference"], "ci_low": ci["ci_low"], "ci_high": ci["ci_high"]}
@@ -247,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             "model": args.model, "mode": model.config.inference_mode, "canvas": args.canvas, "pixels": pixels,
             "seconds": round(seconds, 2),
             "n_doodles": len(doodles), "n_concepts": len(concepts), "n_photos": len(galleries["SpLIP"]),
+            "n_gallery_concepts": len(present),
             "missing_concepts": missing,
             "results": {name: {"photo_hit": r["photo_hit"], "concept_hit": r["concept_hit"]}
                         for name, r in results.items()},

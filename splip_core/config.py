@@ -111,8 +111,8 @@ class PromptConfig:
     """With text_class_sample: one random subset per step, shared by every image (sketch, positive and negative)
     and not forced to hold any image's class, as at inference, where all images see the same classes. The per-image
     subsets (False) give the anchor and its positive a conditioning the negative lacks: a label shortcut that the
-    triplet learns instead of the sketch (README, "Does the recipe fit"). L_class skips images whose class is not
-    in the shared subset."""
+    triplet learns instead of the sketch (docs/WORLD-v2.md, "Does the recipe fit"). L_class skips images whose class
+    is not in the shared subset."""
 
     def validate(self) -> None:
         _one_of("prompts.train_text_conditioning", self.train_text_conditioning, ("instance", "batch"))

@@ -114,3 +114,12 @@ def test_early_retrieval_measures_on_a_hand_made_rank_sequence():
     assert report["frozen CLIP"]["strokes_until_top5"]["found_at_the_end"] == 0.5
     paired = [(m_at_b(ranks) - 1 / 11), (1.0 - m_at_b([2, 1]))]  # SpLIP minus frozen, drawing by drawing
     assert report["difference"]["m@B"]["mean_difference"] == pytest.approx(np.mean(paired))
+
+    from benchmarks.doodle import headline_rows
+
+    rows = headline_rows({"early_retrieval": report, "n_gallery_concepts": 3, "n_doodles": 2})
+    d = report["difference"]["m@A"]
+    assert rows[0] == (f"| mouse doodles, stroke by stroke | m@A | {100 * report['frozen CLIP']['m@A']['mean']:.1f} | "
+                       f"{100 * report['SpLIP']['m@A']['mean']:.1f} | {100 * d['mean_difference']:+.1f} "
+                       f"[{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}] | 50.0 | 2 |")
+    assert rows[1].split(" | ")[-2] == "61.1"  # a random rank among 3: (1 + 1/2 + 1/3) / 3

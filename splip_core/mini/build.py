@@ -20,6 +20,7 @@ import json
 import multiprocessing
 import shutil
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -51,7 +52,7 @@ ABLATIONS = {  # each a change of the build's preset ("mini"), or another preset
     "+ jigsaw (beta 0.1)": {"loss": {"use_jigsaw": True, "beta": 0.1}},
     "+ L_class (alpha 0.1)": {"loss": {"use_class_loss": True, "alpha": 0.1}},
     "+ contrastive": {"loss": {"use_contrastive": True}},
-    "per-image class subsets": {"prompts": {"text_class_sample_shared": False}},  # the label shortcut (README)
+    "per-image class subsets": {"prompts": {"text_class_sample_shared": False}},  # the label shortcut: WORLD-v2.md
     "paper preset": "paper",
 }
 ABLATION_REFERENCE = "full recipe"  # trained at the ablations' own step budget when they have one (ablation_steps)
@@ -223,8 +224,14 @@ def _card(split: dict, report: dict) -> dict:
     }
 
 
-def results_markdown(report: dict) -> str:
-    """The README table: frozen tiny CLIP vs SpLIP, their difference with its 95% CI, chance (all in %)."""
+HEADLINE = (("training fit", "mAP@all"), ("validation", "mAP@all"), ("ZS", "mAP@all"), ("GZS", "C@5"),
+            ("GZS, seen-concept queries", "C@5"), ("icons: ZS", "mAP@all"))  # the README's rows; docs/RESULTS.md: all
+
+
+def results_markdown(report: dict, only: Sequence[tuple[str, str]] | None = None) -> str:
+    """The results table: frozen tiny CLIP vs SpLIP, their difference with its 95% CI, chance (all in %), then the
+    backbone's gate, the ablations and the inference modes. With `only` ((setting, metric) pairs, e.g. HEADLINE):
+    just those rows of the table, in its order."""
 
     def diff(r, m):
         d = r.get("difference", {}).get(m)
@@ -245,9 +252,11 @@ def results_markdown(report: dict) -> str:
                                 ("FG", settings.get("fg"), ("Acc@1", "Acc@5"))):
         if r is None:
             continue
-        for m in (m for m in metrics if m in r["splip"]):
+        for m in (m for m in metrics if m in r["splip"] and (only is None or (setting, m) in only)):
             rows.append(f"| {setting} | {m} | {100 * r['baseline'][m]:.1f} | {100 * r['splip'][m]:.1f} | "
                         f"{diff(r, m)} | {100 * r['chance'][m]:.1f} | {r['num_queries']} |")
+    if only is not None:
+        return "\n".join(rows) + "\n"
     gate = report.get("gate_a", {})
     if gate.get("unseen_colour_art_photo_map_all") is not None:
         rows.append(f"\nCeiling (unseen colour art as the query, frozen): mAP@all "
@@ -333,7 +342,7 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
     elif not ((named / "stamp").is_file() and (named / "stamp").read_text() == b_stamp):
         model = pretrain_mod.pretrain(world_root, cfg.pretrain_steps, cfg.seed, cfg.pretrain_batch_size, **sources)
         pretrain_mod.save(model, named)
-        if cfg.continue_steps:  # a second cosine cycle: the ceiling 36.2 -> 40.9 (README)
+        if cfg.continue_steps:  # a second cosine cycle: the ceiling 36.2 -> 40.9 (docs/WORLD-v2.md)
             model = pretrain_mod.pretrain(world_root, cfg.continue_steps, cfg.seed + 1, cfg.pretrain_batch_size,
                                           lr=cfg.continue_lr, init=named, **sources)
             pretrain_mod.save(model, named)
