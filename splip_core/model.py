@@ -141,7 +141,8 @@ class SpLIP(nn.Module, HubMixin):
 
     def set_inference_mode(self, mode: str) -> SpLIP:
         """Switch between "faithful" and "fast" encoding (ConfigError for anything else). The prompts cached for
-        fast mode and the fingerprint (the key of embedding caches) are cleared, since both depend on the mode."""
+        fast mode, the traced encoders and the fingerprint (the key of embedding caches) are cleared: all depend on
+        the mode."""
         if mode != self.config.inference_mode:
             self.config = self.config.replace(inference_mode=mode)
             self._forget_derived()
