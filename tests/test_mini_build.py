@@ -159,3 +159,15 @@ def test_shipped_world_is_small_and_its_files_are_safetensors_json_and_images():
     assert all(np.load(p, allow_pickle=False).dtype == np.float16 for p in seeds)  # plain arrays, no pickles
     assert sum(p.stat().st_size for p in files if p.suffix == ".safetensors") <= 40e6
     assert sum(p.stat().st_size for p in (SHIPPED / "gallery").rglob("*") if p.is_file()) <= 15e6
+
+
+def test_the_build_command_pretrains_each_world_for_its_own_steps_unless_told(monkeypatch, tmp_path):
+    from splip_core.mini import build as build_mod
+
+    seen = []
+    monkeypatch.setattr(build_mod, "build", lambda out, work, cfg, *args, **kwargs: seen.append(cfg) or {
+        "settings": {}, "timings_s": {}, "sizes_bytes": {}, "gate_a": {}})
+    for argv in ([], ["--world", "v2.2"], ["--world", "v2.2", "--continue-steps", "0"], ["--pretrain-steps", "5"]):
+        build_mod.main(["--out", str(tmp_path), *argv])
+    assert [(c.pretrain_steps, c.continue_steps) for c in seen] == [(4000, 2000), (2000, 1000), (2000, 0), (5, 2000)]
+    assert seen[1].preset == "mini-v2.2" and seen[0].world.sketches == "doodles"

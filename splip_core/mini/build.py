@@ -78,8 +78,8 @@ class BuildConfig:
     line_fraction: float = 0.25  # a doodle world's pretraining: clean line icons of the train families ...
     doodle_fraction: float = 0.25  # ... and doodles of the Quick, Draw! categories outside the world
     bf16: bool = True  # bfloat16 autocast in pretraining
-    pretrain_steps: int = 2000
-    continue_steps: int = 1000  # then a warm restart: this many more steps at continue_lr, seed + 1 (0: none)
+    pretrain_steps: int = 4000  # v3.1; v3.0 and v2.2 pretrained 2,000 + 1,000
+    continue_steps: int = 2000  # then a warm restart: this many more steps at continue_lr, seed + 1 (0: none)
     continue_lr: float = 5e-4
     pretrain_batch_size: int = 128
     edge_maps: float = 0.0
@@ -92,7 +92,8 @@ class BuildConfig:
     ablation_steps: int | None = 300
 
 
-V22_BUILD = dict(world=WorldConfig(), line_fraction=0.0, doodle_fraction=0.0, bf16=False, preset="mini-v2.2")
+V22_BUILD = dict(world=WorldConfig(), line_fraction=0.0, doodle_fraction=0.0, bf16=False, preset="mini-v2.2",
+                 pretrain_steps=2000, continue_steps=1000)
 
 
 def _timed(report: dict, name: str, started: float) -> None:
@@ -450,9 +451,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="doodle world: fraction of each pretraining batch from doodles of non-world categories")
     parser.add_argument("--no-bf16", action="store_true", help="pretrain in float32 (default: bfloat16 autocast)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--pretrain-steps", type=int, default=BuildConfig.pretrain_steps)
-    parser.add_argument("--continue-steps", type=int, default=BuildConfig.continue_steps,
-                        help="pretraining steps of the warm restart after --pretrain-steps (0: none)")
+    parser.add_argument("--pretrain-steps", type=int,
+                        help=f"pretraining steps (default: the world's, v3 {BuildConfig.pretrain_steps})")
+    parser.add_argument("--continue-steps", type=int,
+                        help="pretraining steps of the warm restart after --pretrain-steps (0: none; default: the "
+                             f"world's, v3 {BuildConfig.continue_steps})")
     parser.add_argument("--edge-maps", type=float, default=BuildConfig.edge_maps,
                         help="fraction of pretraining images drawn as edge maps of the colour art (default none)")
     parser.add_argument("--extra-art", type=float, default=BuildConfig.extra_art,
@@ -470,9 +473,10 @@ def main(argv: list[str] | None = None) -> int:
     world = V22_BUILD if args.world == "v2.2" else {
         "line_fraction": args.line_fraction, "doodle_fraction": args.doodle_fraction, "bf16": not args.no_bf16}
     preset = {"preset": args.preset} if args.preset else {}
-    cfg = BuildConfig(**{**world, **preset}, seed=args.seed, pretrain_steps=args.pretrain_steps,
-                      continue_steps=args.continue_steps, edge_maps=args.edge_maps, extra_art=args.extra_art,
-                      ablations=tuple(args.ablations), ablation_steps=args.ablation_steps)
+    steps = {name: value for name, value in (("pretrain_steps", args.pretrain_steps),
+                                             ("continue_steps", args.continue_steps)) if value is not None}
+    cfg = BuildConfig(**{**world, **preset, **steps}, seed=args.seed, edge_maps=args.edge_maps,
+                      extra_art=args.extra_art, ablations=tuple(args.ablations), ablation_steps=args.ablation_steps)
     report = build(args.out, args.work, cfg, args.packages, args.backbone, args.threads, jobs=args.jobs)
     print(results_markdown(report))
     print(json.dumps({"timings_s": report["timings_s"], "sizes_bytes": report["sizes_bytes"],
