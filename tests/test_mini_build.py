@@ -16,7 +16,7 @@ from splip_core.mini.build import HEADLINE, BuildConfig, build, results_markdown
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "weights" / "mini"
-SHIPPED_DOODLES = "benchmarks/results/doodle-mini-v3.json"  # the doodle benchmark of the shipped model
+SHIPPED_DOODLES = "benchmarks/results/doodle-mini-v3.1.json"  # the doodle benchmark of the shipped model
 
 
 @pytest.mark.slow
