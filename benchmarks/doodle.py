@@ -32,6 +32,7 @@ from PIL import Image, ImageDraw
 from splip_core import SpLIP
 from splip_core.gallery import Gallery
 from splip_core.metrics import paired_bootstrap
+from splip_core.mini.build import results_row
 from splip_core.names import folder_name
 from splip_core.preprocess import drawn_sketch, load_image
 
@@ -170,12 +171,9 @@ def headline_rows(report: dict) -> list[str]:
     chance = {"m@A": 0.5, "m@B": sum(1 / r for r in range(1, n + 1)) / n}
     rows = []
     for metric in ("m@A", "m@B"):
-        d = early["difference"][metric]
-        frozen, splip = early["frozen CLIP"][metric]["mean"], early["SpLIP"][metric]["mean"]
-        rows.append(f"| mouse doodles, stroke by stroke | {metric} | {100 * frozen:.1f} | {100 * splip:.1f} | "
-                    f"{100 * d['mean_difference']:+.1f} "
-                    f"[{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}] | {100 * chance[metric]:.1f} | "
-                    f"{report['n_doodles']} |")
+        rows.append(results_row("mouse doodles, stroke by stroke", metric, early["frozen CLIP"][metric]["mean"],
+                                early["SpLIP"][metric]["mean"], early["difference"][metric], chance[metric],
+                                report["n_doodles"]))
     return rows
 
 

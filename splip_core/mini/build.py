@@ -229,16 +229,26 @@ HEADLINE = (("training fit", "mAP@all"), ("validation", "mAP@all"), ("ZS", "mAP@
             ("GZS, seen-concept queries", "C@5"), ("icons: ZS", "mAP@all"))  # the README's rows; docs/RESULTS.md: all
 
 
+def difference_cell(difference: dict | None) -> str:
+    """SpLIP − frozen with its 95% CI, in % ("–" when it was not measured)."""
+    if not difference:
+        return "–"
+    return (f"{100 * difference['mean_difference']:+.1f} [{100 * difference['ci_low']:+.1f}, "
+            f"{100 * difference['ci_high']:+.1f}]")
+
+
+def results_row(setting: str, metric: str, frozen: float, splip: float, difference: dict | None, chance: float,
+                queries: int) -> str:
+    """One row of the results table (fractions in, % out): other reports' rows (the doodle benchmark's) use it too,
+    so the README's table reads as one."""
+    return (f"| {setting} | {metric} | {100 * frozen:.1f} | {100 * splip:.1f} | {difference_cell(difference)} | "
+            f"{100 * chance:.1f} | {queries} |")
+
+
 def results_markdown(report: dict, only: Sequence[tuple[str, str]] | None = None) -> str:
     """The results table: frozen tiny CLIP vs SpLIP, their difference with its 95% CI, chance (all in %), then the
     backbone's gate, the ablations and the inference modes. With `only` ((setting, metric) pairs, e.g. HEADLINE):
     just those rows of the table, in its order."""
-
-    def diff(r, m):
-        d = r.get("difference", {}).get(m)
-        if not d:
-            return "–"
-        return f"{100 * d['mean_difference']:+.1f} [{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}]"
 
     rows = ["| setting | metric | frozen tiny CLIP | SpLIP | SpLIP − frozen [95% CI] | chance | queries |",
             "|---|---|---|---|---|---|---|"]
@@ -254,8 +264,8 @@ def results_markdown(report: dict, only: Sequence[tuple[str, str]] | None = None
         if r is None:
             continue
         for m in (m for m in metrics if m in r["splip"] and (only is None or (setting, m) in only)):
-            rows.append(f"| {setting} | {m} | {100 * r['baseline'][m]:.1f} | {100 * r['splip'][m]:.1f} | "
-                        f"{diff(r, m)} | {100 * r['chance'][m]:.1f} | {r['num_queries']} |")
+            rows.append(results_row(setting, m, r["baseline"][m], r["splip"][m], r.get("difference", {}).get(m),
+                                    r["chance"][m], r["num_queries"]))
     if only is not None:
         return "\n".join(rows) + "\n"
     gate = report.get("gate_a", {})
@@ -278,7 +288,8 @@ def results_markdown(report: dict, only: Sequence[tuple[str, str]] | None = None
             rows.append(f"| full recipe at the ablations' budget ({r['max_steps']} steps; the ablations' reference) | "
                         f"{100 * r['mAP@all']:.1f} | | {100 * r['best_val_mAP']:.1f} |")
         for name, r in report["ablations"].items():
-            rows.append(f"| {name} | {100 * r['mAP@all']:.1f} | {diff(r, 'mAP@all')} | {100 * r['best_val_mAP']:.1f} |")
+            gain = difference_cell(r.get("difference", {}).get("mAP@all"))
+            rows.append(f"| {name} | {100 * r['mAP@all']:.1f} | {gain} | {100 * r['best_val_mAP']:.1f} |")
     modes = report.get("modes", {})
     if modes and not report.get("ablations"):  # no ablation table to hold them: a sentence
         rows.append("ZS mAP@all by inference mode: " + ", ".join(f"{mode} {100 * r['mAP@all']:.1f}"
