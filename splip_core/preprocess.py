@@ -5,6 +5,7 @@ Every image that enters the library passes through `load_image`, so the limits a
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import warnings
@@ -116,7 +117,12 @@ def _ink(image: Image.Image, ink_threshold: int = INK_THRESHOLD) -> Image.Image:
     0. Kept in PIL (threshold by lookup table, count by histogram, box by getbbox): a canvas's ink pass is on every
     search's path, and PIL's C loops do it in a fraction of numpy's time."""
     grey = image.convert("L") if image.mode in ("RGB", "L") else flatten_alpha(image).convert("L")
-    return grey.point([255 if v < ink_threshold else 0 for v in range(256)])
+    return grey.point(_ink_lut(ink_threshold))
+
+
+@functools.cache
+def _ink_lut(ink_threshold: int) -> list[int]:
+    return [255 if v < ink_threshold else 0 for v in range(256)]
 
 
 def _too_little_ink(ink: Image.Image, min_ink_fraction: float) -> bool:
