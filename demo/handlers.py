@@ -178,7 +178,8 @@ class LatestOnly:
 # what the Search tab shows
 @dataclass
 class SearchView:
-    """Values for the Search tab's outputs. `blank` says the canvas was empty (forget the example's label)."""
+    """Values for the Search tab's outputs. `cleared`: a stroke left the canvas blank after a drawing or an example
+    (forget the category and the example's label)."""
 
     results: list[tuple[str, str]]
     baseline: list[tuple[str, str]]
@@ -186,7 +187,7 @@ class SearchView:
     message: str
     history: dict
     summary: str
-    blank: bool = False
+    cleared: bool = False
     trace: dict | None = None  # the named category's rank after each stroke of this drawing (early_markdown)
     early: str = ""
 
@@ -247,7 +248,8 @@ def search_view(state: DemoState, sketch, setting: str, k: int, category: str | 
                 instance: str | None = None, history: dict | None = None, space_key: str | None = None,
                 trace: dict | None = None, stroke: bool = False) -> SearchView:
     """Everything the Search tab shows for one canvas; a blank canvas gives the hint, searches nothing and clears
-    the stroke-by-stroke trace. `stroke`: this search follows a stroke (the trace gains a point)."""
+    the stroke-by-stroke trace. `stroke`: this search follows a stroke (the trace gains a point). A blank canvas
+    with nothing before it (the editor's event at page load) is not `cleared`: a category named meanwhile stays."""
     history = dict(history or {})
     space, gone = state.space_for(space_key)
     try:
@@ -256,7 +258,8 @@ def search_view(state: DemoState, sketch, setting: str, k: int, category: str | 
         return SearchView([], [], None, f"⚠ That image cannot be searched: {err.reason}", history,
                           summary_markdown(history), trace=trace, early=early_markdown(trace))
     if image is None:
-        return SearchView([], [], None, HINT, history, summary_markdown(history), blank=True)
+        return SearchView([], [], None, HINT, history, summary_markdown(history),
+                          cleared=stroke and (trace is not None or instance is not None))
     if space is None:
         return SearchView([], [], None, f"⚠ {gone or state.gallery_note}", history, summary_markdown(history),
                           trace=trace, early=early_markdown(trace))

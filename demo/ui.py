@@ -119,7 +119,7 @@ def build_app(state: DemoState) -> gr.Blocks:
             view = handlers.search_view(state, *fields, key, trace_value, stroke=from_canvas)
             if not latest.is_latest(session, ticket):  # a newer search of this visitor has started: drop this one
                 return [gr.skip()] * len(search_outputs)
-            forget = None if view.blank and from_canvas else gr.skip()  # a cleared canvas starts a new query
+            forget = None if view.cleared else gr.skip()  # a cleared canvas starts a new query
             held = held_key or gr.skip()  # set again: the State's time to live restarts
             return (view.results, view.baseline, view.guess, view.message, view.history, view.summary, forget, forget,
                     held, view.trace, view.early)

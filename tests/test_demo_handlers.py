@@ -109,7 +109,7 @@ def test_drawn_sketch_is_the_blank_check_then_the_crop_from_one_mask():
 def test_blank_canvas_gives_the_hint_and_searches_nothing(state, monkeypatch):
     monkeypatch.setattr(handlers, "run_search", lambda *a, **k: pytest.fail("searched a blank canvas"))
     view = search_view(state, {"background": None, "layers": [], "composite": None}, "GZS", 4)
-    assert view.message == HINT and view.results == [] and view.baseline == [] and view.blank
+    assert view.message == HINT and view.results == [] and view.baseline == [] and not view.cleared
 
 
 def test_search_returns_k_captioned_results_for_both_models(state):
@@ -505,7 +505,17 @@ def test_the_named_category_is_traced_stroke_by_stroke_and_cleared_with_the_canv
     assert unnamed.trace is None and unnamed.early == ""
     blank = search_view(state, {"background": None, "layers": [], "composite": None}, "GZS", 4, category="cat",
                         trace=second.trace, stroke=True)
-    assert blank.trace is None and blank.early == ""
+    assert blank.trace is None and blank.early == "" and blank.cleared  # the category and example are forgotten
+
+
+def test_only_a_canvas_cleared_after_a_drawing_or_an_example_forgets_the_category(state):
+    """The editor sends one blank canvas at page load: a category named before it arrives must stay."""
+    empty = {"background": None, "layers": [], "composite": None}
+    assert not search_view(state, empty, "GZS", 4, category="cat", stroke=True).cleared  # page load
+    assert not search_view(state, empty, "GZS", 4, category="cat").cleared  # the category's own search
+    assert search_view(state, empty, "GZS", 4, category="cat", instance="cat_1", stroke=True).cleared  # example
+    drawn = search_view(state, drawing(), "GZS", 4, category="cat", stroke=True)
+    assert search_view(state, empty, "GZS", 4, category="cat", trace=drawn.trace, stroke=True).cleared
 
 
 def test_early_markdown_marks_the_top_5_and_says_since_when():
