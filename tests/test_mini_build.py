@@ -12,7 +12,7 @@ from benchmarks.doodle import headline_rows
 from splip_core import SpLIP, SpLIPConfig
 from splip_core.data import load_dataset
 from splip_core.evaluate import evaluate
-from splip_core.mini.build import HEADLINE, BuildConfig, build, results_markdown
+from splip_core.mini.build import HEADLINE, BuildConfig, ablations_for, build, results_markdown
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "weights" / "mini"
@@ -66,7 +66,7 @@ def test_the_doodle_world_builds_end_to_end_on_a_fixture(tmp_path):
     make_doodle_package(packages)
     cfg = BuildConfig(seed=3, world=DOODLE_CFG, pretrain_steps=2, continue_steps=0, pretrain_batch_size=16,
                       train_overrides={"max_steps": 2, "batch_size": 8, "eval_every": 1, "epochs": 2},
-                      ablations=("+ LN tuning",), ablation_steps=1)
+                      ablations=("w/o LN tuning",), ablation_steps=1)
     report = build(tmp_path / "out", tmp_path / "work", cfg, packages=packages, icon_map=icon_map)
     out = tmp_path / "out"
     model = SpLIP.from_pretrained(out)
@@ -89,6 +89,17 @@ def test_the_doodle_world_builds_end_to_end_on_a_fixture(tmp_path):
     again = evaluate(model, gallery.sketch_domain(check["sketches"]), "zs", baseline=False,
                      max_queries=check["max_queries"], seed=check["seed"])
     assert again["splip"]["mAP@all"] == pytest.approx(check["mAP@all"], abs=1e-6)
+
+
+def test_an_ablation_that_leaves_the_preset_unchanged_is_refused(tmp_path):
+    """v3's "mini" preset tunes LayerNorms, v2.2's does not: each gets the ablation that changes it, and a no-op
+    ablation (it would measure noise under its name) stops the build before any work."""
+    assert "w/o LN tuning" in ablations_for("mini") and "+ LN tuning" not in ablations_for("mini")
+    assert "+ LN tuning" in ablations_for("mini-v2.2") and "w/o LN tuning" not in ablations_for("mini-v2.2")
+    assert {"w/o B_vt", "w/o B_v", "w/o B_t", "fixed margin", "paper preset"} <= set(ablations_for("mini"))
+    with pytest.raises(ValueError, match="do not change the 'mini' preset"):
+        build(tmp_path / "out", tmp_path / "work", BuildConfig(ablations=("+ LN tuning",)))
+    assert not (tmp_path / "work").exists()
 
 
 def test_shipped_weights_reproduce_their_recorded_zs_subset_map():

@@ -48,7 +48,8 @@ ABLATIONS = {  # each a change of the build's preset ("mini"), or another preset
     "w/o B_v": {"prompts": {"use_template_prompts": False}},
     "w/o B_t": {"prompts": {"use_text_prompts": False}},
     "fixed margin": {"loss": {"adaptive_margin": False}},
-    "+ LN tuning": {"prompts": {"tune_layernorm": True}},
+    "+ LN tuning": {"prompts": {"tune_layernorm": True}},  # for presets without it (v2.2) ...
+    "w/o LN tuning": {"prompts": {"tune_layernorm": False}},  # ... and for those with it (v3's "mini")
     "+ jigsaw (beta 0.1)": {"loss": {"use_jigsaw": True, "beta": 0.1}},
     "+ L_class (alpha 0.1)": {"loss": {"use_class_loss": True, "alpha": 0.1}},
     "+ contrastive": {"loss": {"use_contrastive": True}},
@@ -86,7 +87,7 @@ class BuildConfig:
     extra_art: float = 0.0  # fraction of each pretraining batch drawn from the extra colour art (extra.py); 0: none
     preset: str = "mini"
     train_overrides: dict = field(default_factory=dict)  # TrainOptions fields over the preset's (tests shrink it)
-    ablations: tuple[str, ...] = tuple(ABLATIONS)
+    ablations: tuple[str, ...] | None = None  # None: every ablation that changes the preset (ablations_for)
     # max_steps of each ablation training (None: the shipped run's budget). With a budget of their own the ablations
     # are compared with ABLATION_REFERENCE, the full recipe trained at that budget, not with the shipped model.
     ablation_steps: int | None = 300
@@ -121,6 +122,21 @@ def prompt_recipe(preset: str | dict) -> tuple[dict, dict]:
     """(partial SpLIPConfig, TrainOptions fields) of a preset name or a preset dict."""
     recipe = load_preset(preset) if isinstance(preset, str) else preset
     return dict(recipe["model"]), dict(recipe["train"])
+
+
+def _recipe_config(preset: str) -> SpLIPConfig:
+    return SpLIPConfig.from_dict({**prompt_recipe(preset)[0], "seen_classes": ["a"]})  # any class list will do
+
+
+def _ablated_config(preset: str, name: str) -> SpLIPConfig:
+    what = ABLATIONS[name]
+    return _recipe_config(what) if isinstance(what, str) else _recipe_config(preset).updated(what)
+
+
+def ablations_for(preset: str) -> tuple[str, ...]:
+    """The ablations that change `preset`'s model (an ablation equal to the recipe would measure noise)."""
+    base = _recipe_config(preset)
+    return tuple(name for name in ABLATIONS if _ablated_config(preset, name) != base)
 
 
 def prompt_run(backbone: Path, data, cfg: BuildConfig, preset: str | dict,
@@ -314,6 +330,11 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
     """Run every stage; returns the report written to OUT/evaluation.json. `jobs` ablation trainings run at once,
     each in its own process with one torch thread."""
     cfg = cfg or BuildConfig()
+    meaningful = ablations_for(cfg.preset)
+    if cfg.ablations is None:
+        cfg = replace(cfg, ablations=meaningful)
+    if unchanged := [name for name in cfg.ablations if name not in meaningful]:
+        raise ValueError(f"ablations {unchanged} do not change the {cfg.preset!r} preset; choose from {meaningful}")
     out, work = Path(out), Path(work)
     work.mkdir(parents=True, exist_ok=True)
     use_all_cores()
@@ -472,8 +493,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extra-art", type=float, default=BuildConfig.extra_art,
                         help="fraction of each pretraining batch from the extra colour art (0: none)")
     parser.add_argument("--preset", help="prompt-training preset (splip_core/configs; default: the world's own)")
-    parser.add_argument("--ablations", nargs="*", choices=list(ABLATIONS), default=list(ABLATIONS),
-                        help="ablation trainings to run (none: --ablations with no names)")
+    parser.add_argument("--ablations", nargs="*", choices=list(ABLATIONS),
+                        help="ablation trainings to run (default: every one that changes the preset; none: "
+                             "--ablations with no names)")
     parser.add_argument("--ablation-steps", type=lambda v: None if v == "full" else int(v),
                         default=BuildConfig.ablation_steps,
                         help="max_steps of each ablation, measured against the full recipe at the same budget "
@@ -486,8 +508,9 @@ def main(argv: list[str] | None = None) -> int:
     preset = {"preset": args.preset} if args.preset else {}
     steps = {name: value for name, value in (("pretrain_steps", args.pretrain_steps),
                                              ("continue_steps", args.continue_steps)) if value is not None}
+    ablations = None if args.ablations is None else tuple(args.ablations)
     cfg = BuildConfig(**{**world, **preset, **steps}, seed=args.seed, edge_maps=args.edge_maps,
-                      extra_art=args.extra_art, ablations=tuple(args.ablations), ablation_steps=args.ablation_steps)
+                      extra_art=args.extra_art, ablations=ablations, ablation_steps=args.ablation_steps)
     report = build(args.out, args.work, cfg, args.packages, args.backbone, args.threads, jobs=args.jobs)
     print(results_markdown(report))
     print(json.dumps({"timings_s": report["timings_s"], "sizes_bytes": report["sizes_bytes"],
