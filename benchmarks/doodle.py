@@ -3,12 +3,13 @@
 python -m benchmarks.doodle --model weights/mini [--mode faithful|fast] [--threads 1] [--json OUT] [--save-png DIR]
 
 Each doodle of `benchmarks/doodles.json` (strokes of [x, y] points on the 512x512 Sketchpad) is rendered as the
-canvas draws it (black round-capped lines of the brush width on white), flattened and cropped to its ink as the demo
-does (redrawn as a doodle bitmap when the model asks, `sketch_pixels`), and searched in the GZS gallery (every photo
-under `<model>/gallery/photo/<concept>/`) by SpLIP and by its frozen CLIP baseline, ranking photos by cosine
-similarity. Reported: photo-level hit@1/@5 (the doodle's concept is the concept of one of the top-k photos) and
-concept-level hit@1/@5 (concepts ranked by their best photo's score). Doodles of a concept with no gallery folder
-count as misses and are listed as missing concepts.
+canvas draws it (black round-capped lines of the brush width on white; `--canvas-side` scales the strokes and the
+brush to another canvas, to measure one), flattened and cropped to its ink as the demo does (redrawn as a doodle
+bitmap when the model asks, `sketch_pixels`), and searched in the GZS gallery (every photo under
+`<model>/gallery/photo/<concept>/`) by SpLIP and by its frozen CLIP baseline, ranking photos by cosine similarity.
+Reported: photo-level hit@1/@5 (the doodle's concept is the concept of one of the top-k photos) and concept-level
+hit@1/@5 (concepts ranked by their best photo's score). Doodles of a concept with no gallery folder count as misses
+and are listed as missing concepts.
 
 Early retrieval: each doodle is replayed stroke by stroke and searched after every stroke; the rank of its concept
 per prefix gives m@A (area under the ranking-percentile curve) and m@B (area under the 1/rank curve) of Bhunia et
@@ -60,6 +61,14 @@ def render(strokes: Sequence[Sequence[Sequence[int]]], canvas: int = 512, brush:
             draw.ellipse((x - brush // 2, y - brush // 2, x - brush // 2 + brush - 1, y - brush // 2 + brush - 1),
                          fill="black")
     return image
+
+
+def drawn(strokes: Sequence[Sequence[Sequence[int]]], spec: dict, side: int) -> Image.Image:
+    """The strokes as a `side`-pixel canvas shows them: coordinates and brush scaled from the doodle file's canvas,
+    as Gradio's editor, which fits any canvas into the same space on screen, records the same hand movement."""
+    scale = side / spec["canvas"]
+    scaled = [[(x * scale, y * scale) for x, y in stroke] for stroke in strokes]
+    return render(scaled, side, max(1, round(spec["brush"] * scale)))
 
 
 def canvas_to_sketch(image: Image.Image, pixels: int | None = None) -> Image.Image | None:
@@ -124,14 +133,14 @@ def strokes_until(ranks: Sequence[int], k: int = 5) -> int | None:
 
 
 def prefix_ranks(model: SpLIP, doodles: Sequence[dict], spec: dict, gallery: Gallery,
-                 pixels: int | None) -> list[list[int]]:
+                 pixels: int | None, side: int = 512) -> list[list[int]]:
     """For each doodle, the rank of its concept after each stroke, searched as the demo searches a canvas and ranked
     as the demo's live strip ranks it (`Gallery.concept_rank`); a concept the gallery lacks ranks past the last."""
     missing = len(gallery.labels) + 1
     out = []
     for doodle in doodles:
         strokes = doodle["strokes"]
-        sketches = [canvas_to_sketch(render(strokes[:i], spec["canvas"], spec["brush"]), pixels)
+        sketches = [canvas_to_sketch(drawn(strokes[:i], spec, side), pixels)
                     for i in range(1, len(strokes) + 1)]
         kept = [s for s in sketches if s is not None]  # a first stroke of a few pixels can read as blank
         ranks = [gallery.concept_rank(vector, folder_name(doodle["concept"])) or missing
@@ -195,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--canvas", choices=["model", "crop", "doodle"], default="model",
                    help="how a canvas becomes a query: as the model's sketch_pixels says (the demo), cropped and "
                         "centred, or redrawn as a 28-pixel doodle bitmap (to measure the choice)")
+    p.add_argument("--canvas-side", type=int,
+                   help="canvas side in pixels, the strokes and the brush scaled to it (default: the doodle file's, "
+                        "the demo's 512)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -205,10 +217,11 @@ def main(argv: list[str] | None = None) -> int:
         model.set_inference_mode(args.mode)
     pixels = {"model": model.config.sketch_pixels, "crop": None, "doodle": 28}[args.canvas]
     spec = load_doodles(args.doodles)
+    side = args.canvas_side or spec["canvas"]
     doodles = spec["doodles"]
     sketches = []
     for doodle in doodles:
-        sketch = canvas_to_sketch(render(doodle["strokes"], spec["canvas"], spec["brush"]), pixels)
+        sketch = canvas_to_sketch(drawn(doodle["strokes"], spec, side), pixels)
         if sketch is None:
             raise ValueError(f"doodle {doodle['id']} renders to a blank canvas")
         sketches.append(sketch)
@@ -228,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = evaluate(encoder, sketches, galleries[name], truths)
     present = set(galleries["SpLIP"].labels)
     missing = sorted({d["concept"] for d in doodles if folder_name(d["concept"]) not in present})
-    ranks = {name: prefix_ranks(encoder, doodles, spec, galleries[name], pixels)
+    ranks = {name: prefix_ranks(encoder, doodles, spec, galleries[name], pixels, side)
              for name, encoder in (("SpLIP", model), ("frozen CLIP", baseline))}
     early = early_retrieval(ranks, [d["concept"] for d in doodles], len(present))
     seconds = time.perf_counter() - start
@@ -259,8 +272,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.json:
         report = {
-            "model": args.model, "mode": model.config.inference_mode, "canvas": args.canvas, "pixels": pixels,
-            "seconds": round(seconds, 2),
+            "model": args.model, "mode": model.config.inference_mode, "canvas": args.canvas, "canvas_side": side,
+            "pixels": pixels,            "seconds": round(seconds, 2),
             "n_doodles": len(doodles), "n_concepts": len(concepts), "n_photos": len(galleries["SpLIP"]),
             "n_gallery_concepts": len(present),
             "missing_concepts": missing,

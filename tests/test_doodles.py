@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.doodle import canvas_to_sketch, concept_ranking, evaluate, hit_rates, load_doodles, render
+from benchmarks.doodle import canvas_to_sketch, concept_ranking, drawn, evaluate, hit_rates, load_doodles, render
 from splip_core.gallery import Gallery
 from splip_core.preprocess import ink_mask
 
@@ -60,6 +60,20 @@ def test_render_draws_the_brush_width_with_round_caps(brush):
     ys, xs = np.nonzero(dot)
     assert brush - 1 <= xs.max() - xs.min() + 1 <= brush + 1 and brush - 1 <= ys.max() - ys.min() + 1 <= brush + 1
     assert canvas_to_sketch(render([], brush=brush)) is None
+
+
+def test_a_doodle_on_a_smaller_canvas_is_the_same_hand_movement_scaled():
+    """--canvas-side: the file's canvas is the demo's; another side scales the strokes and the brush with it."""
+    doodle = DOODLES[0]
+    same = drawn(doodle["strokes"], SPEC, SPEC["canvas"])
+    assert np.array_equal(np.asarray(same), np.asarray(render(doodle["strokes"], SPEC["canvas"], SPEC["brush"])))
+    half = ink_mask(drawn(doodle["strokes"], SPEC, SPEC["canvas"] // 2))
+    full = ink_mask(same)
+    assert half.shape == (SPEC["canvas"] // 2,) * 2
+    for axis in (0, 1):  # the drawing's extent halves, to a pixel or two of the brush's rounding
+        extent = [np.nonzero(m.any(axis=axis))[0] for m in (full, half)]
+        assert abs((extent[0].max() - extent[0].min()) / 2 - (extent[1].max() - extent[1].min())) <= 2
+    assert abs(half.sum() / full.sum() - 0.25) < 0.05  # a half-width brush on half the length: a quarter of the ink
 
 
 def test_hit_rates_count_the_truth_within_the_first_k():
