@@ -1,11 +1,13 @@
 """`python -m benchmarks.run --quick` runs end to end and writes a well-formed report (timings are not asserted)."""
 
+import io
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,8 +68,6 @@ def test_mode_eval_difference(tmp_path):
 def test_load_test_sends_distinct_sketches_and_compares_with_the_floor(tmp_path):
     """Every search gets its own sketch (variants once the originals run out); rows carry CPU and throughput, the
     floor's row is "floor", and the app is held to 2x its CPU and 0.45x its throughput."""
-    from PIL import Image
-
     from benchmarks.load_test import compare, make_sketches, summarise
 
     source = tmp_path / "sketch" / "cat"
@@ -87,3 +87,20 @@ def test_load_test_sends_distinct_sketches_and_compares_with_the_floor(tmp_path)
     assert targets["server CPU per search / floor (32 clients)"]["measured"] == 2.5
     assert targets["throughput / floor (32 clients)"]["measured"] == 0.25 and not targets["errors"]["ok"]
     assert rows[1]["vs_floor"] == {"server_cpu": 2.5, "throughput": 0.25}
+
+
+def test_search_cost_times_each_piece_of_a_search_per_canvas_size(tmp_path, capsys):
+    """The handler's pieces on the model's own test sketches, drawn on each canvas size, in the demo's mode."""
+    from _builders import build_demo_world
+
+    from benchmarks.search_cost import PIECES, canvases, main
+
+    world = build_demo_world(tmp_path / "world")
+    assert {Image.open(io.BytesIO(b)).size for b in canvases(3, 96, world / "gallery" / "sketch")} == {(96, 96)}
+    main(["--model", str(world), "--canvas", "128", "64", "--n", "3", "--rounds", "2", "--json",
+          str(tmp_path / "cost.json")])
+    report = json.loads((tmp_path / "cost.json").read_text())
+    assert set(report["ms_per_search"]) == {"128", "64"}
+    for row in report["ms_per_search"].values():
+        assert all(row[p] > 0 for p in PIECES) and row["total"] == pytest.approx(sum(row[p] for p in PIECES), abs=0.01)
+    assert "decode" in capsys.readouterr().out
