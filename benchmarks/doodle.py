@@ -32,7 +32,7 @@ from PIL import Image, ImageDraw
 
 from splip_core import SpLIP
 from splip_core.gallery import Gallery
-from splip_core.metrics import paired_bootstrap
+from splip_core.metrics import format_difference, paired_bootstrap
 from splip_core.mini.build import results_row
 from splip_core.names import folder_name
 from splip_core.preprocess import drawn_sketch, load_image
@@ -263,8 +263,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{100 * e['m@B']['ci_high']:.1f}]  median {until['median']}, in the top-5 at the end "
               f"{until['found_at_the_end']:.1%}, before the last stroke {until['found_before_the_last_stroke']:.1%}")
     for metric, d in early.get("difference", {}).items():
-        print(f"SpLIP - frozen {metric}: {100 * d['mean_difference']:+.1f} [{100 * d['ci_low']:+.1f}, "
-              f"{100 * d['ci_high']:+.1f}]")
+        print(f"SpLIP - frozen {metric}: {format_difference(d)}")
     print(f"\n{'doodle':<16} {'concept':<12} {'SpLIP top-3 concepts':<40} frozen CLIP top-3 concepts")
     for i, d in enumerate(doodles):
         top = [", ".join(results[name]["top3"][i]) for name in results]

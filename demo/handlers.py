@@ -16,7 +16,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageOps
 
-from splip_core import EmptyGalleryError, Hit, InvalidImageError, class_key, display_name, drawn_sketch, load_image
+from splip_core import (
+    EmptyGalleryError,
+    Hit,
+    InvalidImageError,
+    class_key,
+    display_name,
+    drawn_sketch,
+    format_difference,
+    load_image,
+)
 
 from .state import SETTINGS, DemoState, Example, Progress, SearchSpace, build_space
 from .uploads import UploadError, prepare_upload
@@ -351,8 +360,7 @@ def evaluation_markdown(evaluation: dict | None, note: str = "") -> str:
             out.append(f"| {METHOD_NAMES.get(method, method)} | {cells} |")
         diff = setting.get("difference") or {}
         if diff:
-            cells = " | ".join(f"{100 * diff[m]['mean_difference']:+.1f} [{100 * diff[m]['ci_low']:+.1f}, "
-                               f"{100 * diff[m]['ci_high']:+.1f}]" if m in diff else "–" for m in metrics)
+            cells = " | ".join(format_difference(diff.get(m)) for m in metrics)
             out.append(f"| SpLIP − frozen [95% CI] | {cells} |")
         out.append("")
     return "\n".join(out)

@@ -9,6 +9,7 @@ from .config import BackboneConfig, ConfigError, LossConfig, PromptConfig, SpLIP
 from .configs import list_presets, load_preset
 from .data.datasets import DOODLE_PREFIX
 from .hub import CheckpointError
+from .metrics import format_difference
 from .model import SpLIP
 from .names import class_key, display_name, folder_name
 from .preprocess import IMAGE_SUFFIXES, MAX_IMAGE_BYTES, InvalidImageError, drawn_sketch, is_blank, load_image
@@ -51,6 +52,7 @@ __all__ = [
     "display_name",
     "drawn_sketch",
     "folder_name",
+    "format_difference",
     "is_blank",
     "list_presets",
     "load_image",

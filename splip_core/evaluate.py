@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .data import SKETCH_DOMAINS, ImageDataset, Sample, SBIRData, load_dataset
-from .metrics import fg_accuracy, paired_bootstrap, retrieval_metrics
+from .metrics import fg_accuracy, format_difference, paired_bootstrap, retrieval_metrics
 from .model import SpLIP
 from .runtime import load_model, run_cli, use_all_cores
 
@@ -147,7 +147,7 @@ def format_table(report: dict) -> str:
         line = f"{metric:<10}" + "".join(f"{100 * report[c][metric]:>10.2f}" for c in columns)
         if metric in diff:
             d = diff[metric]
-            line += f"   {100 * d['mean_difference']:+.2f} [{100 * d['ci_low']:+.2f}, {100 * d['ci_high']:+.2f}]"
+            line += f"   {format_difference(d, digits=2)}"
         lines.append(line)
     if diff:
         first = next(iter(diff.values()))

@@ -234,6 +234,15 @@ def _as_vector(x, name: str) -> np.ndarray:
     return x
 
 
+def format_difference(difference: dict | None, digits: int = 1) -> str:
+    """A `paired_bootstrap` result in points: "+2.8 [+0.4, +5.1]" ("–" when it was not measured). Every table and
+    log line that shows a gain with its CI writes it this way."""
+    if not difference:
+        return "–"
+    low, mean, high = (100 * difference[k] for k in ("ci_low", "mean_difference", "ci_high"))
+    return f"{mean:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
+
+
 def paired_bootstrap(per_query_a, per_query_b, clusters, n_boot: int = 2000, seed: int = 0,
                      level: float = 0.95) -> dict:
     """Two-stage cluster bootstrap confidence interval of mean(a - b) over paired per-query values.

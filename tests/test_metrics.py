@@ -298,3 +298,12 @@ def test_bootstrap_rejects_bad_input():
         paired_bootstrap([1.0], [0.0], [0], n_boot=0)
     with pytest.raises(ValueError, match="level"):
         paired_bootstrap([1.0], [0.0], [0], level=1.0)
+
+
+def test_a_difference_reads_as_points_with_its_ci():
+    from splip_core import format_difference
+
+    d = {"mean_difference": 0.028, "ci_low": 0.004, "ci_high": 0.051, "n_boot": 2000}
+    assert format_difference(d) == "+2.8 [+0.4, +5.1]"
+    assert format_difference({**d, "ci_low": -0.012}, digits=2) == "+2.80 [-1.20, +5.10]"
+    assert format_difference(None) == format_difference({}) == "–"

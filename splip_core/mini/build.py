@@ -31,6 +31,7 @@ from ..config import SpLIPConfig
 from ..configs import load_preset
 from ..data import load_dataset
 from ..evaluate import evaluate
+from ..metrics import format_difference
 from ..model import SpLIP
 from ..names import folder_name
 from ..runtime import use_all_cores
@@ -245,19 +246,11 @@ HEADLINE = (("training fit", "mAP@all"), ("validation", "mAP@all"), ("ZS", "mAP@
             ("GZS, seen-concept queries", "C@5"), ("icons: ZS", "mAP@all"))  # the README's rows; docs/RESULTS.md: all
 
 
-def difference_cell(difference: dict | None) -> str:
-    """SpLIP − frozen with its 95% CI, in % ("–" when it was not measured)."""
-    if not difference:
-        return "–"
-    return (f"{100 * difference['mean_difference']:+.1f} [{100 * difference['ci_low']:+.1f}, "
-            f"{100 * difference['ci_high']:+.1f}]")
-
-
 def results_row(setting: str, metric: str, frozen: float, splip: float, difference: dict | None, chance: float,
                 queries: int) -> str:
     """One row of the results table (fractions in, % out): other reports' rows (the doodle benchmark's) use it too,
     so the README's table reads as one."""
-    return (f"| {setting} | {metric} | {100 * frozen:.1f} | {100 * splip:.1f} | {difference_cell(difference)} | "
+    return (f"| {setting} | {metric} | {100 * frozen:.1f} | {100 * splip:.1f} | {format_difference(difference)} | "
             f"{100 * chance:.1f} | {queries} |")
 
 
@@ -304,7 +297,7 @@ def results_markdown(report: dict, only: Sequence[tuple[str, str]] | None = None
             rows.append(f"| full recipe at the ablations' budget ({r['max_steps']} steps; the ablations' reference) | "
                         f"{100 * r['mAP@all']:.1f} | | {100 * r['best_val_mAP']:.1f} |")
         for name, r in report["ablations"].items():
-            gain = difference_cell(r.get("difference", {}).get("mAP@all"))
+            gain = format_difference(r.get("difference", {}).get("mAP@all"))
             rows.append(f"| {name} | {100 * r['mAP@all']:.1f} | {gain} | {100 * r['best_val_mAP']:.1f} |")
     modes = report.get("modes", {})
     if modes and not report.get("ablations"):  # no ablation table to hold them: a sentence
