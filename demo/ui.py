@@ -86,6 +86,7 @@ def build_app(state: DemoState) -> gr.Blocks:
                 if state.examples:
                     examples = gr.Gallery([(str(e.path), e.caption) for e in state.examples], columns=8,
                                           fit_columns=False, allow_preview=False, height=230, elem_id="examples",
+                                          object_fit="contain",  # a whole doodle, not its middle
                                           label="Example sketches from the offline world's test split: click one")
 
             with gr.Tab("Your gallery", id="upload"):

@@ -117,6 +117,10 @@ def test_drawing_searches_and_the_page_responds(page):
     assert HINT.split("(")[0].strip() in page.locator("#message").inner_text()
     assert captions(page, "results") == []
 
+    thumbnails = page.locator("#examples button.thumbnail-item img")
+    thumbnails.first.wait_for()
+    fits = thumbnails.evaluate_all("els => els.map(e => getComputedStyle(e).objectFit)")
+    assert fits and set(fits) == {"contain"}  # a whole doodle in each thumbnail, not its middle
     page.locator("#examples button.thumbnail-item").last.click()  # an unseen example, with its label known
     wait_for_captions(page, "results", n_unseen)
     page.wait_for_function("document.querySelector('#message').innerText.includes('precision@')")
