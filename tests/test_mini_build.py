@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from _builders import CFG, DOODLE_CFG, make_doodle_package, make_mini_packages
 
 from benchmarks.doodle import headline_rows
@@ -55,6 +56,34 @@ def test_build_runs_end_to_end_on_a_fixture_resumes_and_its_numbers_reproduce(tm
     build(tmp_path / "out2", tmp_path / "work", BuildConfig(**{**cfg.__dict__, "ablations": ()}),
           packages=packages, icon_map=icon_map)
     assert (tmp_path / "work" / "world" / "stamp").stat().st_mtime_ns == stamp  # the rendered world is reused
+
+
+@pytest.mark.slow
+def test_more_warm_restarts_continue_the_backbone_the_work_folder_holds(tmp_path, monkeypatch):
+    """Asking a built --work folder for one more warm restart runs that restart only, from the backbone there, and
+    ends with the weights a build with both restarts from scratch ends with."""
+    from safetensors.torch import load_file
+
+    from splip_core.mini import build as build_mod
+
+    packages, icon_map = make_mini_packages(tmp_path / "packages")
+    calls, pretrain = [], build_mod.pretrain_mod.pretrain
+    monkeypatch.setattr(build_mod.pretrain_mod, "pretrain",
+                        lambda *args, **kwargs: calls.append(args[1:3]) or pretrain(*args, **kwargs))
+    cfg = BuildConfig(seed=3, world=CFG, pretrain_steps=2, continue_steps=1, pretrain_batch_size=16, ablations=(),
+                      train_overrides={"max_steps": 1, "batch_size": 8, "eval_every": 1, "epochs": 1})
+    more = BuildConfig(**{**cfg.__dict__, "restarts": 2})
+    weights = Path(build_mod.BACKBONE_NAME) / "open_clip_model.safetensors"
+    build(tmp_path / "out", tmp_path / "work", cfg, packages=packages, icon_map=icon_map)
+    assert calls == [(2, 3), (1, 4)]  # (steps, seed): the first cycle, then restart 1
+    build(tmp_path / "out", tmp_path / "work", more, packages=packages, icon_map=icon_map)
+    assert calls[2:] == [(1, 5)]  # restart 2 only
+    build(tmp_path / "out2", tmp_path / "fresh", more, packages=packages, icon_map=icon_map)
+    assert calls[3:] == [(2, 3), (1, 4), (1, 5)]
+    resumed, fresh = load_file(tmp_path / "work" / weights), load_file(tmp_path / "fresh" / weights)
+    assert all(torch.equal(resumed[k], fresh[k]) for k in fresh)
+    with pytest.raises(ValueError, match="restarts must be at least 1"):
+        build(tmp_path / "out3", tmp_path / "work", BuildConfig(restarts=0))
 
 
 @pytest.mark.slow
@@ -178,7 +207,9 @@ def test_the_build_command_pretrains_each_world_for_its_own_steps_unless_told(mo
     seen = []
     monkeypatch.setattr(build_mod, "build", lambda out, work, cfg, *args, **kwargs: seen.append(cfg) or {
         "settings": {}, "timings_s": {}, "sizes_bytes": {}, "gate_a": {}})
-    for argv in ([], ["--world", "v2.2"], ["--world", "v2.2", "--continue-steps", "0"], ["--pretrain-steps", "5"]):
+    for argv in ([], ["--world", "v2.2"], ["--world", "v2.2", "--continue-steps", "0"], ["--pretrain-steps", "5"],
+                 ["--restarts", "3"]):
         build_mod.main(["--out", str(tmp_path), *argv])
-    assert [(c.pretrain_steps, c.continue_steps) for c in seen] == [(4000, 2000), (2000, 1000), (2000, 0), (5, 2000)]
+    assert [(c.pretrain_steps, c.continue_steps, c.restarts) for c in seen] == [
+        (4000, 2000, 1), (2000, 1000, 1), (2000, 0, 1), (5, 2000, 1), (4000, 2000, 3)]
     assert seen[1].preset == "mini-v2.2" and seen[0].world.sketches == "doodles"

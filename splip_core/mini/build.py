@@ -81,8 +81,9 @@ class BuildConfig:
     doodle_fraction: float = 0.25  # ... and doodles of the Quick, Draw! categories outside the world
     bf16: bool = True  # bfloat16 autocast in pretraining
     pretrain_steps: int = 4000  # v3.1; v3.0 and v2.2 pretrained 2,000 + 1,000
-    continue_steps: int = 2000  # then a warm restart: this many more steps at continue_lr, seed + 1 (0: none)
+    continue_steps: int = 2000  # then a warm restart: this many more steps at continue_lr, seed + 1 (0: none) ...
     continue_lr: float = 5e-4
+    restarts: int = 1  # ... repeated this many times (restart r: seed + r); more restarts continue a --work backbone
     pretrain_batch_size: int = 128
     edge_maps: float = 0.0
     extra_art: float = 0.0  # fraction of each pretraining batch drawn from the extra colour art (extra.py); 0: none
@@ -326,6 +327,8 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
     meaningful = ablations_for(cfg.preset)
     if cfg.ablations is None:
         cfg = replace(cfg, ablations=meaningful)
+    if cfg.restarts < 1:
+        raise ValueError(f"restarts must be at least 1 (continue_steps 0 turns warm restarts off), got {cfg.restarts}")
     if unchanged := [name for name in cfg.ablations if name not in meaningful]:
         raise ValueError(f"ablations {unchanged} do not change the {cfg.preset!r} preset; choose from {meaningful}")
     out, work = Path(out), Path(work)
@@ -362,22 +365,32 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
     sources = {"edge_maps": cfg.edge_maps, "extra": extra_root, "extra_fraction": cfg.extra_art,
                "doodles": doodle_root, "line_fraction": cfg.line_fraction if doodles else 0.0,
                "doodle_fraction": cfg.doodle_fraction if doodles else 0.0, "bf16": cfg.bf16}
+    stamps = [b_stamp]  # the backbone's stamp after the first cycle and restart, then after each further restart
+    for restart in range(2, cfg.restarts + 1 if cfg.continue_steps else 1):
+        stamps.append(_digest(stamps[-1], "warm restart", restart))
+    held = (named / "stamp").read_text() if (named / "stamp").is_file() else None
     if backbone is not None:
         if Path(backbone).resolve() != named.resolve():
             shutil.copytree(backbone, named, dirs_exist_ok=True)
-    elif not ((named / "stamp").is_file() and (named / "stamp").read_text() == b_stamp):
-        model = pretrain_mod.pretrain(world_root, cfg.pretrain_steps, cfg.seed, cfg.pretrain_batch_size, **sources)
-        pretrain_mod.save(model, named)
-        if cfg.continue_steps:  # a second cosine cycle: the ceiling 36.2 -> 40.9 (docs/WORLD-v2.md)
-            model = pretrain_mod.pretrain(world_root, cfg.continue_steps, cfg.seed + 1, cfg.pretrain_batch_size,
+    elif held != stamps[-1]:
+        if held in stamps:  # a build asking for more restarts continues from the backbone it already has
+            done = stamps.index(held) + 1
+        else:
+            model = pretrain_mod.pretrain(world_root, cfg.pretrain_steps, cfg.seed, cfg.pretrain_batch_size, **sources)
+            pretrain_mod.save(model, named)
+            done = 0
+        for restart in range(done + 1, len(stamps) + 1 if cfg.continue_steps else 1):
+            # another cosine cycle from the last weights: the ceiling 36.2 -> 40.9 for the first (docs/WORLD-v2.md)
+            model = pretrain_mod.pretrain(world_root, cfg.continue_steps, cfg.seed + restart, cfg.pretrain_batch_size,
                                           lr=cfg.continue_lr, init=named, **sources)
             pretrain_mod.save(model, named)
-        (named / "stamp").write_text(b_stamp)
+            (named / "stamp").write_text(stamps[restart - 1])
+        (named / "stamp").write_text(stamps[-1])
     report["gate_a"] = pretrain_mod.gate(named, world_root)
     _timed(report, "pretrain", started)
 
     started = time.perf_counter()
-    r_stamp = _digest(stamp, b_stamp, prompt_recipe(cfg.preset), cfg.train_overrides)  # changed data or recipe: anew
+    r_stamp = _digest(stamp, stamps[-1], prompt_recipe(cfg.preset), cfg.train_overrides)  # changed data or recipe: anew
     model, history = train_prompts(named, world_root, work / "runs" / f"full-{r_stamp}", cfg, cfg.preset)
     report["training"] = history
     report.update(fit_and_validation(model, world_root, split))
@@ -481,6 +494,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--continue-steps", type=int,
                         help="pretraining steps of the warm restart after --pretrain-steps (0: none; default: the "
                              f"world's, v3 {BuildConfig.continue_steps})")
+    parser.add_argument("--restarts", type=int, default=BuildConfig.restarts,
+                        help="warm restarts of --continue-steps each, restart r seeded seed + r (default: "
+                             "%(default)s); a build asking for more restarts than its --work backbone has continues "
+                             "from that backbone")
     parser.add_argument("--edge-maps", type=float, default=BuildConfig.edge_maps,
                         help="fraction of pretraining images drawn as edge maps of the colour art (default none)")
     parser.add_argument("--extra-art", type=float, default=BuildConfig.extra_art,
@@ -502,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = {name: value for name, value in (("pretrain_steps", args.pretrain_steps),
                                              ("continue_steps", args.continue_steps)) if value is not None}
     ablations = None if args.ablations is None else tuple(args.ablations)
-    cfg = BuildConfig(**{**world, **preset, **steps}, seed=args.seed, edge_maps=args.edge_maps,
+    cfg = BuildConfig(**{**world, **preset, **steps}, seed=args.seed, edge_maps=args.edge_maps, restarts=args.restarts,
                       extra_art=args.extra_art, ablations=ablations, ablation_steps=args.ablation_steps)
     report = build(args.out, args.work, cfg, args.packages, args.backbone, args.threads, jobs=args.jobs)
     print(results_markdown(report))
