@@ -57,6 +57,7 @@ ABLATIONS = {  # each a change of the build's preset ("mini"), or another preset
     "per-image class subsets": {"prompts": {"text_class_sample_shared": False}},  # the label shortcut: WORLD-v2.md
     "paper preset": "paper",
 }
+EXTRA_ABLATIONS = ("+ contrastive", "per-image class subsets")  # run on request; the rest are the paper's parts
 ABLATION_REFERENCE = "full recipe"  # trained at the ablations' own step budget when they have one (ablation_steps)
 BUDGET = ("epochs", "max_steps", "batch_size", "eval_every", "patience")  # every run gets the build preset's budget
 BACKBONE_NAME = "splip-mini-clip"
@@ -89,10 +90,10 @@ class BuildConfig:
     extra_art: float = 0.0  # fraction of each pretraining batch drawn from the extra colour art (extra.py); 0: none
     preset: str = "mini"
     train_overrides: dict = field(default_factory=dict)  # TrainOptions fields over the preset's (tests shrink it)
-    ablations: tuple[str, ...] | None = None  # None: every ablation that changes the preset (ablations_for)
+    ablations: tuple[str, ...] | None = None  # None: each of the paper's parts that changes the preset (ablations_for)
     # max_steps of each ablation training (None: the shipped run's budget). With a budget of their own the ablations
     # are compared with ABLATION_REFERENCE, the full recipe trained at that budget, not with the shipped model.
-    ablation_steps: int | None = 300
+    ablation_steps: int | None = None
 
 
 V22_BUILD = dict(world=WorldConfig(), line_fraction=0.0, doodle_fraction=0.0, bf16=False, preset="mini-v2.2",
@@ -135,10 +136,12 @@ def _ablated_config(preset: str, name: str) -> SpLIPConfig:
     return _recipe_config(what) if isinstance(what, str) else _recipe_config(preset).updated(what)
 
 
-def ablations_for(preset: str) -> tuple[str, ...]:
-    """The ablations that change `preset`'s model (an ablation equal to the recipe would measure noise)."""
+def ablations_for(preset: str, extras: bool = True) -> tuple[str, ...]:
+    """The ablations that change `preset`'s model (an ablation equal to the recipe would measure noise); without
+    `extras`, the paper's parts only (the build's default)."""
     base = _recipe_config(preset)
-    return tuple(name for name in ABLATIONS if _ablated_config(preset, name) != base)
+    return tuple(name for name in ABLATIONS if _ablated_config(preset, name) != base
+                 and (extras or name not in EXTRA_ABLATIONS))
 
 
 def prompt_run(backbone: Path, data, cfg: BuildConfig, preset: str | dict,
@@ -326,7 +329,7 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
     cfg = cfg or BuildConfig()
     meaningful = ablations_for(cfg.preset)
     if cfg.ablations is None:
-        cfg = replace(cfg, ablations=meaningful)
+        cfg = replace(cfg, ablations=ablations_for(cfg.preset, extras=False))
     if cfg.restarts < 1:
         raise ValueError(f"restarts must be at least 1 (continue_steps 0 turns warm restarts off), got {cfg.restarts}")
     if unchanged := [name for name in cfg.ablations if name not in meaningful]:
@@ -504,12 +507,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="fraction of each pretraining batch from the extra colour art (0: none)")
     parser.add_argument("--preset", help="prompt-training preset (splip_core/configs; default: the world's own)")
     parser.add_argument("--ablations", nargs="*", choices=list(ABLATIONS),
-                        help="ablation trainings to run (default: every one that changes the preset; none: "
-                             "--ablations with no names)")
+                        help="ablation trainings to run (default: each of the paper's parts that changes the "
+                             "preset; none: --ablations with no names)")
     parser.add_argument("--ablation-steps", type=lambda v: None if v == "full" else int(v),
                         default=BuildConfig.ablation_steps,
-                        help="max_steps of each ablation, measured against the full recipe at the same budget "
-                             "('full': the shipped run's budget, measured against the shipped model)")
+                        help="max_steps of each ablation, measured against the full recipe trained at that budget "
+                             "(default 'full': the shipped run's budget, measured against the shipped model)")
     parser.add_argument("--threads", type=int, help="torch threads (default: every available core)")
     parser.add_argument("--jobs", type=int, default=1, help="ablation trainings run at once (one thread each)")
     args = parser.parse_args(argv)
