@@ -380,12 +380,14 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
             done = stamps.index(held) + 1
         else:
             model = pretrain_mod.pretrain(world_root, cfg.pretrain_steps, cfg.seed, cfg.pretrain_batch_size, **sources)
-            pretrain_mod.save(model, named)
             done = 0
+            (named / "stamp").unlink(missing_ok=True)  # weights and stamp never disagree, even if stopped between
+            pretrain_mod.save(model, named)
         for restart in range(done + 1, len(stamps) + 1 if cfg.continue_steps else 1):
             # another cosine cycle from the last weights: the ceiling 36.2 -> 40.9 for the first (docs/WORLD-v2.md)
             model = pretrain_mod.pretrain(world_root, cfg.continue_steps, cfg.seed + restart, cfg.pretrain_batch_size,
                                           lr=cfg.continue_lr, init=named, **sources)
+            (named / "stamp").unlink(missing_ok=True)
             pretrain_mod.save(model, named)
             (named / "stamp").write_text(stamps[restart - 1])
         (named / "stamp").write_text(stamps[-1])
