@@ -125,10 +125,10 @@ def test_an_ablation_that_leaves_the_preset_unchanged_is_refused(tmp_path):
     ablation (it would measure noise under its name) stops the build before any work."""
     assert "w/o LN tuning" in ablations_for("mini") and "+ LN tuning" not in ablations_for("mini")
     assert "+ LN tuning" in ablations_for("mini-v2.2") and "w/o LN tuning" not in ablations_for("mini-v2.2")
-    paper = {"w/o B_vt", "w/o B_v", "w/o B_t", "fixed margin", "w/o LN tuning", "+ jigsaw (beta 0.1)",
-             "+ L_class (alpha 0.1)", "paper preset"}
-    assert set(ablations_for("mini", extras=False)) == paper  # the build's default: the paper's parts
-    assert set(ablations_for("mini")) == paper | {"+ contrastive", "per-image class subsets"}
+    parts = {"w/o B_vt", "w/o B_v", "w/o B_t", "fixed margin", "w/o LN tuning", "+ jigsaw (beta 0.1)",
+             "+ L_class (alpha 0.1)"}
+    assert set(ablations_for("mini", extras=False)) == parts  # the build's default: one part of the method each
+    assert set(ablations_for("mini")) == parts | {"+ contrastive", "per-image class subsets", "paper preset"}
     with pytest.raises(ValueError, match="do not change the 'mini' preset"):
         build(tmp_path / "out", tmp_path / "work", BuildConfig(ablations=("+ LN tuning",)))
     assert not (tmp_path / "work").exists()
@@ -213,7 +213,7 @@ def test_the_build_command_pretrains_each_world_for_its_own_steps_unless_told(mo
     for argv in ([], ["--world", "v2.2"], ["--world", "v2.2", "--continue-steps", "0"], ["--pretrain-steps", "5"],
                  ["--restarts", "3"]):
         build_mod.main(["--out", str(tmp_path), *argv])
-    assert all(c.ablations is None and c.ablation_steps is None for c in seen)  # the paper's parts, shipped budget
+    assert all(c.ablations is None and c.ablation_steps is None for c in seen)  # the method's parts, shipped budget
     assert [(c.pretrain_steps, c.continue_steps, c.restarts) for c in seen] == [
         (4000, 2000, 1), (2000, 1000, 1), (2000, 0, 1), (5, 2000, 1), (4000, 2000, 3)]
     assert seen[1].preset == "mini-v2.2" and seen[0].world.sketches == "doodles"
