@@ -370,8 +370,9 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
     sources = {"edge_maps": cfg.edge_maps, "extra": extra_root, "extra_fraction": cfg.extra_art,
                "doodles": doodle_root, "line_fraction": cfg.line_fraction if doodles else 0.0,
                "doodle_fraction": cfg.doodle_fraction if doodles else 0.0, "bf16": cfg.bf16}
+    restarts = cfg.restarts if cfg.continue_steps else 0
     stamps = [b_stamp]  # the backbone's stamp after the first cycle and restart, then after each further restart
-    for restart in range(2, cfg.restarts + 1 if cfg.continue_steps else 1):
+    for restart in range(2, restarts + 1):
         stamps.append(_digest(stamps[-1], "warm restart", restart))
     held = (named / "stamp").read_text() if (named / "stamp").is_file() else None
     if backbone is not None:
@@ -385,7 +386,7 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
             done = 0
             (named / "stamp").unlink(missing_ok=True)  # weights and stamp never disagree, even if stopped between
             pretrain_mod.save(model, named)
-        for restart in range(done + 1, len(stamps) + 1 if cfg.continue_steps else 1):
+        for restart in range(done + 1, restarts + 1):
             # another cosine cycle from the last weights: the ceiling 36.2 -> 40.9 for the first (docs/WORLD-v2.md)
             model = pretrain_mod.pretrain(world_root, cfg.continue_steps, cfg.seed + restart, cfg.pretrain_batch_size,
                                           lr=cfg.continue_lr, init=named, **sources)
