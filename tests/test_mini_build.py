@@ -17,7 +17,7 @@ from splip_core.mini.build import HEADLINE, BuildConfig, ablations_for, build, r
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "weights" / "mini"
-SHIPPED_DOODLES = "benchmarks/results/doodle-mini-v3.1.json"  # the doodle benchmark of the shipped model
+SHIPPED_DOODLES = "benchmarks/results/doodle-mini-v3.2.json"  # the doodle benchmark of the shipped model
 
 
 @pytest.mark.slow
@@ -70,8 +70,8 @@ def test_more_warm_restarts_continue_the_backbone_the_work_folder_holds(tmp_path
     calls, pretrain = [], build_mod.pretrain_mod.pretrain
     monkeypatch.setattr(build_mod.pretrain_mod, "pretrain",
                         lambda *args, **kwargs: calls.append(args[1:3]) or pretrain(*args, **kwargs))
-    cfg = BuildConfig(seed=3, world=CFG, pretrain_steps=2, continue_steps=1, pretrain_batch_size=16, ablations=(),
-                      train_overrides={"max_steps": 1, "batch_size": 8, "eval_every": 1, "epochs": 1})
+    cfg = BuildConfig(seed=3, world=CFG, pretrain_steps=2, continue_steps=1, restarts=1, pretrain_batch_size=16,
+                      ablations=(), train_overrides={"max_steps": 1, "batch_size": 8, "eval_every": 1, "epochs": 1})
     more = BuildConfig(**{**cfg.__dict__, "restarts": 2})
     weights = Path(build_mod.BACKBONE_NAME) / "open_clip_model.safetensors"
     build(tmp_path / "out", tmp_path / "work", cfg, packages=packages, icon_map=icon_map)
@@ -215,5 +215,5 @@ def test_the_build_command_pretrains_each_world_for_its_own_steps_unless_told(mo
         build_mod.main(["--out", str(tmp_path), *argv])
     assert all(c.ablations is None and c.ablation_steps is None for c in seen)  # the method's parts, shipped budget
     assert [(c.pretrain_steps, c.continue_steps, c.restarts) for c in seen] == [
-        (4000, 2000, 1), (2000, 1000, 1), (2000, 0, 1), (5, 2000, 1), (4000, 2000, 3)]
+        (4000, 2000, 2), (2000, 1000, 1), (2000, 0, 1), (5, 2000, 2), (4000, 2000, 3)]
     assert seen[1].preset == "mini-v2.2" and seen[0].world.sketches == "doodles"

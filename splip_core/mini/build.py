@@ -83,10 +83,10 @@ class BuildConfig:
     line_fraction: float = 0.25  # a doodle world's pretraining: clean line icons of the train families ...
     doodle_fraction: float = 0.25  # ... and doodles of the Quick, Draw! categories outside the world
     bf16: bool = True  # bfloat16 autocast in pretraining
-    pretrain_steps: int = 4000  # v3.1; v3.0 and v2.2 pretrained 2,000 + 1,000
+    pretrain_steps: int = 4000  # v3.1 and v3.2; v3.0 and v2.2 pretrained 2,000 + 1,000
     continue_steps: int = 2000  # then a warm restart: this many more steps at continue_lr, seed + 1 (0: none) ...
     continue_lr: float = 5e-4
-    restarts: int = 1  # ... repeated this many times (restart r: seed + r); more restarts continue a --work backbone
+    restarts: int = 2  # ... repeated this many times (restart r: seed + r; v3.1 had 1); more continue a --work backbone
     pretrain_batch_size: int = 128
     edge_maps: float = 0.0
     extra_art: float = 0.0  # fraction of each pretraining batch drawn from the extra colour art (extra.py); 0: none
@@ -99,7 +99,7 @@ class BuildConfig:
 
 
 V22_BUILD = dict(world=WorldConfig(), line_fraction=0.0, doodle_fraction=0.0, bf16=False, preset="mini-v2.2",
-                 pretrain_steps=2000, continue_steps=1000)
+                 pretrain_steps=2000, continue_steps=1000, restarts=1)
 
 
 def _timed(report: dict, name: str, started: float) -> None:
@@ -502,10 +502,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--continue-steps", type=int,
                         help="pretraining steps of the warm restart after --pretrain-steps (0: none; default: the "
                              f"world's, v3 {BuildConfig.continue_steps})")
-    parser.add_argument("--restarts", type=int, default=BuildConfig.restarts,
-                        help="warm restarts of --continue-steps each, restart r seeded seed + r (default: "
-                             "%(default)s); a build asking for more restarts than its --work backbone has continues "
-                             "from that backbone")
+    parser.add_argument("--restarts", type=int,
+                        help="warm restarts of --continue-steps each, restart r seeded seed + r (default: the world's, "
+                             f"v3 {BuildConfig.restarts}); a build asking for more restarts than its --work backbone "
+                             "has continues from that backbone")
     parser.add_argument("--edge-maps", type=float, default=BuildConfig.edge_maps,
                         help="fraction of pretraining images drawn as edge maps of the colour art (default none)")
     parser.add_argument("--extra-art", type=float, default=BuildConfig.extra_art,
@@ -525,9 +525,10 @@ def main(argv: list[str] | None = None) -> int:
         "line_fraction": args.line_fraction, "doodle_fraction": args.doodle_fraction, "bf16": not args.no_bf16}
     preset = {"preset": args.preset} if args.preset else {}
     steps = {name: value for name, value in (("pretrain_steps", args.pretrain_steps),
-                                             ("continue_steps", args.continue_steps)) if value is not None}
+                                             ("continue_steps", args.continue_steps), ("restarts", args.restarts))
+             if value is not None}
     ablations = None if args.ablations is None else tuple(args.ablations)
-    cfg = BuildConfig(**{**world, **preset, **steps}, seed=args.seed, edge_maps=args.edge_maps, restarts=args.restarts,
+    cfg = BuildConfig(**{**world, **preset, **steps}, seed=args.seed, edge_maps=args.edge_maps,
                       extra_art=args.extra_art, ablations=ablations, ablation_steps=args.ablation_steps)
     report = build(args.out, args.work, cfg, args.packages, args.backbone, args.threads, jobs=args.jobs)
     print(results_markdown(report))
