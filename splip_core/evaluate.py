@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .data import SKETCH_DOMAINS, ImageDataset, Sample, SBIRData, load_dataset
+from .data import SKETCH_DOMAINS, DatasetError, ImageDataset, Sample, SBIRData, load_dataset
 from .metrics import fg_accuracy, format_difference, paired_bootstrap, retrieval_metrics
 from .model import SpLIP
 from .runtime import load_model, run_cli, use_all_cores
@@ -33,20 +33,31 @@ RETRIEVAL_PER_QUERY = {"mAP@all": "AP@all", "mAP@200": "AP@200", "P@100": "P@100
 
 @torch.inference_mode()
 def embed_samples(model: SpLIP, samples: Sequence[Sample], modality: str, batch_size: int = 64,
-                  workers: int = 0, desc: str = "") -> tuple[torch.Tensor, list[Sample]]:
-    """(N', D) features of the readable samples, and those samples (unreadable files are dropped, not fatal)."""
-    model.eval()
-    dataset = ImageDataset(samples, model.transform)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
-    dtype = model.clip.visual.conv1.weight.dtype
-    feats, indices = [], []
-    for pixels, _, index in tqdm(loader, desc=desc or f"{modality}s", leave=False, dynamic_ncols=True):
-        feats.append(model(pixels.to(model.device, dtype), modality).float().cpu())
-        indices.append(index)
-    feats_t, index_t = torch.cat(feats), torch.cat(indices).numpy()
-    _, first = np.unique(index_t, return_index=True)  # an unreadable file's slot repeats a readable neighbour
-    first = np.sort(first)
-    return feats_t[first], [samples[i] for i in index_t[first]]
+                  workers: int = 0, desc: str = "", memo: dict | None = None) -> tuple[torch.Tensor, list[Sample]]:
+    """(N', D) features of the readable samples, and those samples (unreadable files are dropped, not fatal).
+
+    `memo` (a dict the caller keeps) holds features already computed, keyed by the model's fingerprint, the
+    modality and the file, so overlapping evaluations of one model (a build's settings, ablations against one
+    reference) encode each file once."""
+    known = memo.setdefault((model.fingerprint(), modality), {}) if memo is not None else {}
+    todo = [s for s in samples if s.path not in known]
+    if todo:
+        model.eval()
+        loader = DataLoader(ImageDataset(todo, model.transform), batch_size=batch_size, num_workers=workers)
+        dtype = model.clip.visual.conv1.weight.dtype
+        known.update({s.path: None for s in todo})  # unreadable unless a batch below yields its features
+        try:
+            for pixels, _, index in tqdm(loader, desc=desc or f"{modality}s", leave=False, dynamic_ncols=True):
+                feats = model(pixels.to(model.device, dtype), modality).float().cpu()
+                # an unreadable file's slot repeats a readable neighbour's index: each index's first row is its own
+                _, first = np.unique(index.numpy(), return_index=True)
+                known.update({todo[int(index[i])].path: feats[i] for i in first})
+        except DatasetError:  # none of the new files is readable; the memo may still hold readable ones
+            pass
+    readable = [s for s in samples if known[s.path] is not None]
+    if not readable:
+        raise DatasetError(f"none of the {len(samples)} {modality} images can be read (first: {samples[0].path})")
+    return torch.stack([known[s.path] for s in readable]), readable
 
 
 def chance_levels(setting: str, queries: Sequence[Sample], gallery: Sequence[Sample], ks=(100, 200)) -> dict:
@@ -101,13 +112,14 @@ def split_for(data: SBIRData, setting: str, gzs_queries: str = "unseen") -> tupl
 
 def evaluate(model: SpLIP, data: SBIRData, setting: str, baseline: bool = True, batch_size: int = 64,
              workers: int = 0, gzs_queries: str = "unseen", max_queries: int | None = None, seed: int = 0,
-             bootstrap: int = 2000, reference: SpLIP | None = None) -> dict:
+             bootstrap: int = 2000, reference: SpLIP | None = None, memo: dict | None = None) -> dict:
     """Metrics of SpLIP (and its frozen CLIP baseline) for one setting, as fractions in [0, 1].
 
     `reference` replaces the frozen baseline with another model (an ablation against the full SpLIP, say): its
     scores are reported under "baseline" and the difference is SpLIP minus the reference.
     With the baseline and `bootstrap` > 0, report["difference"][metric] is `metrics.paired_bootstrap` of SpLIP minus
     the baseline over `bootstrap` replicates, clustered by query class; `seed` drives it and the query subset.
+    `memo` reuses features across calls (`embed_samples`).
     """
     if bootstrap < 0:
         raise ValueError(f"bootstrap must be >= 0 (0 = no confidence intervals), got {bootstrap}")
@@ -122,8 +134,8 @@ def evaluate(model: SpLIP, data: SBIRData, setting: str, baseline: bool = True, 
         models["baseline"] = reference if reference is not None else model.frozen_baseline()
     scored = {}
     for name, m in models.items():
-        q, qs = embed_samples(m, queries, "sketch", batch_size, workers, f"{name} sketches")
-        g, gs = embed_samples(m, gallery, "photo", batch_size, workers, f"{name} photos")
+        q, qs = embed_samples(m, queries, "sketch", batch_size, workers, f"{name} sketches", memo)
+        g, gs = embed_samples(m, gallery, "photo", batch_size, workers, f"{name} photos", memo)
         scored[name] = _scores(setting, q, qs, g, gs)
         report[name] = scored[name]["metrics"]
         report["per_class_ap"][name] = {data.classes[label]: ap for label, ap in scored[name]["per_class"].items()}

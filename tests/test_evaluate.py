@@ -5,7 +5,7 @@ import json
 import pytest
 
 from splip_core.data import load_dataset
-from splip_core.evaluate import evaluate, format_table
+from splip_core.evaluate import evaluate, format_table, split_for
 from splip_core.evaluate import main as evaluate_main
 from splip_core.runtime import run_cli
 from splip_core.tiny import tiny_model
@@ -74,3 +74,33 @@ def test_a_reference_model_replaces_the_frozen_baseline(data):
     assert report["baseline"] != evaluate(model, data, "zs", bootstrap=0)["baseline"]
     same = evaluate(model, data, "zs", reference=model, bootstrap=200)["difference"]["mAP@all"]
     assert same["mean_difference"] == same["ci_low"] == same["ci_high"] == 0.0
+
+
+def test_a_memo_encodes_each_file_once_per_model_and_keeps_the_numbers(data, folder_dataset, monkeypatch):
+    model = tiny_model(seen_classes=data.seen)
+    plain = {s: evaluate(model, data, s, bootstrap=0) for s in ("zs", "gzs")}
+    encoded = []
+    forward = type(model).forward
+
+    def counting(self, pixels, modality, *args, **kwargs):
+        encoded.append((self.fingerprint(), modality, pixels.shape[0]))
+        return forward(self, pixels, modality, *args, **kwargs)
+
+    monkeypatch.setattr(type(model), "forward", counting)
+    memo: dict = {}
+    for setting in ("zs", "gzs"):
+        report = evaluate(model, data, setting, bootstrap=0, memo=memo)
+        for name in ("splip", "baseline"):
+            assert report[name] == pytest.approx(plain[setting][name], abs=1e-6)
+        assert report["num_queries"] == plain[setting]["num_queries"]
+    photos = {(f, m): n for f, m, n in encoded if m == "photo"}
+    assert len(photos) == 2  # SpLIP and its frozen baseline: two models, told apart by their fingerprints
+    # the gzs gallery holds every photo, the zs one only the unseen: gzs encodes just the photos zs did not
+    assert sum(n for f, m, n in encoded if m == "photo") == 2 * len(data.photos)
+    assert sum(n for f, m, n in encoded if m == "sketch") == 2 * len(split_for(data, "zs")[0])
+    (folder_dataset / "sketch" / data.unseen[0] / "broken.png").write_bytes(b"not an image")
+    encoded.clear()
+    again = evaluate(model, load_dataset("folder", folder_dataset), "zs", bootstrap=0, memo=memo)
+    assert encoded == []  # the one new file is tried, unreadable and dropped; nothing known is encoded again
+    assert again["num_queries"] == plain["zs"]["num_queries"]
+    assert again["splip"] == pytest.approx(plain["zs"]["splip"], abs=1e-6)

@@ -177,15 +177,15 @@ def summary(result: dict) -> dict:
                                    "num_gallery")}
 
 
-def fit_and_validation(model: SpLIP, world_root: Path, split: dict) -> dict:
+def fit_and_validation(model: SpLIP, world_root: Path, split: dict, memo: dict | None = None) -> dict:
     """SpLIP vs frozen on the validation concepts (what a recipe is chosen on) and, as "training_fit", on
     FIT_QUERIES training sketches of the seen concepts against the training photos (does the recipe fit?); in a
     doodle world, training doodles only."""
     val = load_dataset("folder", world_root / "val", split=[folder_name(c) for c in split["val"]])
     seen_train = load_dataset("folder", world_root / "train", split=[folder_name(c) for c in split["seen"]])
     seen_train = seen_train.sketch_domain("doodles" if "doodles" in split else "all")
-    return {"validation": summary(evaluate(model, val, "zs")),
-            "training_fit": summary(evaluate(model, seen_train, "zs", max_queries=FIT_QUERIES))}
+    return {"validation": summary(evaluate(model, val, "zs", memo=memo)),
+            "training_fit": summary(evaluate(model, seen_train, "zs", max_queries=FIT_QUERIES, memo=memo))}
 
 
 def attribution(icon_map: IconMap, roots: dict[str, Path], manifest: list[dict], doodles: Path | None = None,
@@ -401,7 +401,8 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
     r_stamp = _digest(stamp, stamps[-1], prompt_recipe(cfg.preset), cfg.train_overrides)  # changed data or recipe: anew
     model, history = train_prompts(named, world_root, work / "runs" / f"full-{r_stamp}", cfg, cfg.preset)
     report["training"] = history
-    report.update(fit_and_validation(model, world_root, split))
+    memo: dict = {}  # every evaluation below shares the features of the files it has already encoded
+    report.update(fit_and_validation(model, world_root, split, memo))
     _timed(report, "train_prompts", started)
 
     if out.exists():
@@ -421,7 +422,7 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
         runs += [("gzs", test, "gzs_seen", "seen"), ("zs", everything.sketch_domain("icons"), "icons_zs", "unseen"),
                  ("zs", seen_view.sketch_domain("icons"), "icons_seen", "unseen")]
     for setting, data, name, queries in runs:
-        result = evaluate(model, data, setting, gzs_queries=queries)
+        result = evaluate(model, data, setting, gzs_queries=queries, memo=memo)
         report["settings"][name] = summary(result)
         if name == "gzs":
             report["per_class_ap"] = result["per_class_ap"]
@@ -432,9 +433,9 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
     report["modes"] = {}
     for mode in ("fast", "faithful"):
         model.set_inference_mode(mode)
-        report["modes"][mode] = evaluate(model, test, "zs", baseline=False)["splip"]
+        report["modes"][mode] = evaluate(model, test, "zs", baseline=False, memo=memo)["splip"]
     model.set_inference_mode("faithful")
-    subset = evaluate(model, test, "zs", baseline=False, max_queries=SUBSET_QUERIES)
+    subset = evaluate(model, test, "zs", baseline=False, max_queries=SUBSET_QUERIES, memo=memo)
     report["subset_check"] = {"setting": "zs", "max_queries": SUBSET_QUERIES, "seed": 0, "sketches": domain,
                               "mAP@all": subset["splip"]["mAP@all"]}
     _timed(report, "evaluate", started)
@@ -457,11 +458,12 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
     reference = model
     if own_budget:
         reference = SpLIP.from_pretrained(runs[ABLATION_REFERENCE])
-        report["ablation_reference"] = {**evaluate(reference, test, "zs", baseline=False)["splip"],
+        report["ablation_reference"] = {**evaluate(reference, test, "zs", baseline=False, memo=memo)["splip"],
                                         "best_val_mAP": best_val[ABLATION_REFERENCE],
                                         "max_steps": cfg.ablation_steps}
     for name in cfg.ablations:
-        result = evaluate(SpLIP.from_pretrained(runs[name]), test, "zs", reference=reference)  # ablated minus full
+        result = evaluate(SpLIP.from_pretrained(runs[name]), test, "zs", reference=reference,  # ablated minus full
+                          memo=memo)
         report["ablations"][name] = {**result["splip"], "difference": result["difference"],
                                      "best_val_mAP": best_val[name]}
     _timed(report, "ablations", started)
