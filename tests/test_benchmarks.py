@@ -104,3 +104,18 @@ def test_search_cost_times_each_piece_of_a_search_per_canvas_size(tmp_path, caps
     for row in report["ms_per_search"].values():
         assert all(row[p] > 0 for p in PIECES) and row["total"] == pytest.approx(sum(row[p] for p in PIECES), abs=0.01)
     assert "decode" in capsys.readouterr().out
+
+
+def test_build_time_projection_counts_every_step_restart_and_validation():
+    from benchmarks.build_time import project
+    from splip_core.mini.build import V22_BUILD, BuildConfig
+
+    shipped = project(BuildConfig(), 0.5, 0.25, 10.0, 100.0)
+    assert (shipped["pretrain_steps"], shipped["prompt_steps"], shipped["validations"]) == (8000, 1000, 10)
+    assert shipped["stages_s"] == {"pretrain": 4000.0, "train_prompts": 350.0, "evaluate": 100.0}
+    assert shipped["total_h"] == round(4450 / 3600, 2)
+    v22 = project(BuildConfig(**V22_BUILD), 0.5, 0.25, 10.0, 100.0)  # 2,000 + one 1,000-step restart
+    assert v22["pretrain_steps"] == 3000
+    no_restart = project(BuildConfig(continue_steps=0), 0.5, 0.25, 10.0, 0.0)
+    unvalidated = project(BuildConfig(train_overrides={"eval_every": None}), 0.5, 0.25, 10.0, 0.0)
+    assert no_restart["pretrain_steps"] == 4000 and unvalidated["validations"] == 0
