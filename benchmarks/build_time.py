@@ -6,7 +6,8 @@
 
 Run it on an otherwise idle machine: the stage timings a build records are upper bounds whenever other jobs shared
 the cores. Pretraining steps (the build's own `pretrain`, bf16 and the world's batch mix) and prompt steps (the
-shipped recipe) are timed after a warm-up, plus one validation pass; the evaluation stage is taken from a build's
+shipped recipe) are timed after a warm-up, each timed run with its own setup (so the rates lean high), plus one
+validation pass; the evaluation stage is taken from a build's
 `timings_s` (`--timings`), since it has no steps to sample. Rendering the world is not included.
 """
 
