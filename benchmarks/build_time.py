@@ -7,8 +7,8 @@
 Run it on an otherwise idle machine: the stage timings a build records are upper bounds whenever other jobs shared
 the cores. Pretraining steps (the build's own `pretrain`, bf16 and the world's batch mix) and prompt steps (the
 shipped recipe) are timed after a warm-up, each timed run with its own setup (so the rates lean high), plus one
-validation pass; the evaluation stage is taken from a build's
-`timings_s` (`--timings`), since it has no steps to sample. Rendering the world is not included.
+validation pass; the evaluation stage is taken from a build's `timings_s` (`--timings`), since it has no steps to
+sample. Rendering the world is not included.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import json
 import shutil
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -36,7 +36,7 @@ def project(cfg: BuildConfig, pretrain_s_per_step: float, prompt_s_per_step: flo
     """Seconds per stage of a fresh build with `cfg`, from per-step costs; every validation the recipe schedules
     is counted (a run stopped early by patience takes less)."""
     recipe = prompt_recipe(cfg.preset)[1] | cfg.train_overrides
-    pretrain_steps = cfg.pretrain_steps + (cfg.restarts * cfg.continue_steps if cfg.continue_steps else 0)
+    pretrain_steps = cfg.pretrain_steps + cfg.warm_restarts * cfg.continue_steps
     validations = recipe["max_steps"] // recipe["eval_every"] if recipe.get("eval_every") else 0
     stages = {"pretrain": pretrain_steps * pretrain_s_per_step,
               "train_prompts": recipe["max_steps"] * prompt_s_per_step + validations * validation_s,
@@ -63,7 +63,7 @@ def measure(work: Path, steps: int, cfg: BuildConfig) -> dict:
     data, val = load_dataset("folder", world / "train"), load_dataset("folder", world / "val")
     with tempfile.TemporaryDirectory() as tmp:
         def prompts(n: int) -> None:
-            budget = BuildConfig(train_overrides={"max_steps": n, "eval_every": None, "patience": None})
+            budget = replace(cfg, train_overrides={"max_steps": n, "eval_every": None, "patience": None})
             config, opts = prompt_run(backbone, data, budget, cfg.preset)
             shutil.rmtree(Path(tmp) / "run", ignore_errors=True)
             train(config, data, Path(tmp) / "run", opts, device="cpu")

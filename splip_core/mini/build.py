@@ -97,6 +97,11 @@ class BuildConfig:
     # are compared with ABLATION_REFERENCE, the full recipe trained at that budget, not with the shipped model.
     ablation_steps: int | None = None
 
+    @property
+    def warm_restarts(self) -> int:
+        """The warm restarts pretraining runs: none when continue_steps is 0, whatever `restarts` says."""
+        return self.restarts if self.continue_steps else 0
+
 
 V22_BUILD = dict(world=WorldConfig(), line_fraction=0.0, doodle_fraction=0.0, bf16=False, preset="mini-v2.2",
                  pretrain_steps=2000, continue_steps=1000, restarts=1)
@@ -370,7 +375,7 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
     sources = {"edge_maps": cfg.edge_maps, "extra": extra_root, "extra_fraction": cfg.extra_art,
                "doodles": doodle_root, "line_fraction": cfg.line_fraction if doodles else 0.0,
                "doodle_fraction": cfg.doodle_fraction if doodles else 0.0, "bf16": cfg.bf16}
-    restarts = cfg.restarts if cfg.continue_steps else 0
+    restarts = cfg.warm_restarts
     stamps = [b_stamp]  # the backbone's stamp after the first cycle and restart, then after each further restart
     for restart in range(2, restarts + 1):
         stamps.append(_digest(stamps[-1], "warm restart", restart))
