@@ -170,7 +170,44 @@ class LossConfig:
                 raise ConfigError(f"loss.{name} must be >= 1, got {getattr(self, name)}")
 
 
-SECTIONS: dict[str, type] = {"backbone": BackboneConfig, "prompts": PromptConfig, "loss": LossConfig}
+RANKING_METHODS = ("cosine", "names")
+
+
+@dataclass(frozen=True)
+class RankingConfig:
+    """How photos are ranked for a sketch (splip_core/ranking.py). "cosine" is the paper's: the cosine of the two
+    features. "names" adds `weight` times the agreement of what each image reads as: its distribution over the
+    `vocabulary` (softmax of its cosine to each name's text, the sketch template for a sketch, the photo template for
+    a photo, at `temperature`). A backbone that has seen people draw learns doodles into the names more than next
+    to the photos; this ranking takes that path. Not part of the fingerprint: it re-ranks, the features stay."""
+
+    method: str = "cosine"
+    vocabulary: list[str] = field(default_factory=list)  # the names; empty: the seen classes
+    temperature: float = 0.1
+    weight: float = 1.0
+    seen_offset: float = 0.0
+    """Taken off a sketch's cosine to every seen class's name before the softmax (calibrated stacking): a backbone or
+    prompts trained on the seen classes' drawings pull an unseen concept's drawing toward the seen names."""
+    agreement: str = "dot"
+    """"dot": sum over names of p_sketch * p_photo; "sqrt": the Bhattacharyya coefficient sum sqrt(p_sketch * p_photo).
+    Either is an inner product, so a search index ranks by it as by a cosine."""
+    text: str = "frozen"
+    """Whose text encoder reads the names: "frozen" (the backbone's own, the same table for SpLIP and frozen CLIP)
+    or "model" (SpLIP's prompted text encoder, as the paper's L_class reads it)."""
+
+    def validate(self) -> None:
+        _one_of("ranking.method", self.method, RANKING_METHODS)
+        _one_of("ranking.agreement", self.agreement, ("dot", "sqrt"))
+        _one_of("ranking.text", self.text, ("frozen", "model"))
+        if self.temperature <= 0:
+            raise ConfigError(f"ranking.temperature must be > 0, got {self.temperature}")
+        if self.weight < 0:
+            raise ConfigError(f"ranking.weight must be >= 0, got {self.weight}")
+
+
+SECTIONS: dict[str, type] = {"backbone": BackboneConfig, "prompts": PromptConfig, "loss": LossConfig,
+                             "ranking": RankingConfig}
+FLAT_SECTIONS = ("prompts", "loss")  # sections whose fields a flat (pre-section) checkpoint holds at the top level
 # Flat (pre-section) checkpoint keys: each field of a section under its own name, the backbone's under these.
 _FLAT_BACKBONE = {"backbone": "name", "pretrained": "pretrained", "backbone_config": "model_config",
                   "preprocess": "preprocess"}
@@ -183,6 +220,7 @@ class SpLIPConfig:
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     prompts: PromptConfig = field(default_factory=PromptConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    ranking: RankingConfig = field(default_factory=RankingConfig)
     seen_classes: list[str] = field(default_factory=list)
     """The classes whose prompted text conditions the visual prompts (B_vt); the training classes."""
     templates: dict[str, str] = field(
@@ -226,11 +264,14 @@ class SpLIPConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def non_defaults(self) -> dict[str, Any]:
-        """to_dict() without the fields at their defaults: what identifies this configuration, unchanged when a
-        later version adds a field with a default (so embedding caches keyed on it stay valid)."""
+    def non_defaults(self, without: tuple[str, ...] = ()) -> dict[str, Any]:
+        """to_dict() without the fields at their defaults (nor the sections or fields named in `without`): what
+        identifies this configuration, unchanged when a later version adds a field with a default (so embedding
+        caches keyed on it stay valid)."""
         defaults, out = _field_defaults(SpLIPConfig), {}
         for name, value in self.to_dict().items():
+            if name in without:
+                continue
             if name in SECTIONS:
                 default = dataclasses.asdict(defaults[name])
                 changed = {k: v for k, v in value.items() if default[k] != v}
@@ -295,7 +336,7 @@ def _nest(data: dict[str, Any]) -> dict[str, Any]:
     """Sort keys into sections: section objects stay, flat keys move to the section that owns the field."""
     if not isinstance(data, dict):
         raise ConfigError(f"a SpLIP config is a JSON object, got {type(data).__name__}")
-    owner = {f.name: name for name, cls in SECTIONS.items() if name != "backbone" for f in dataclasses.fields(cls)}
+    owner = {f.name: name for name in FLAT_SECTIONS for f in dataclasses.fields(SECTIONS[name])}
     top_level = {f.name for f in dataclasses.fields(SpLIPConfig)} - set(SECTIONS)
     nested: dict[str, Any] = {}
     unknown = []

@@ -21,9 +21,11 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from .config import RankingConfig
 from .data import SKETCH_DOMAINS, DatasetError, ImageDataset, Sample, SBIRData, load_dataset
 from .metrics import fg_accuracy, format_difference, paired_bootstrap, retrieval_metrics
 from .model import SpLIP
+from .ranking import Ranker
 from .runtime import load_model, run_cli, use_all_cores
 
 SETTINGS = ("zs", "gzs", "fg")
@@ -112,8 +114,12 @@ def split_for(data: SBIRData, setting: str, gzs_queries: str = "unseen") -> tupl
 
 def evaluate(model: SpLIP, data: SBIRData, setting: str, baseline: bool = True, batch_size: int = 64,
              workers: int = 0, gzs_queries: str = "unseen", max_queries: int | None = None, seed: int = 0,
-             bootstrap: int = 2000, reference: SpLIP | None = None, memo: dict | None = None) -> dict:
+             bootstrap: int = 2000, reference: SpLIP | None = None, memo: dict | None = None,
+             ranking: RankingConfig | None = None) -> dict:
     """Metrics of SpLIP (and its frozen CLIP baseline) for one setting, as fractions in [0, 1].
+
+    Every model ranks the photos the same way: `ranking`, by default SpLIP's own (`config.ranking`; the paper's
+    protocol is RankingConfig(), the cosine), each model reading the names with its own text encoder.
 
     `reference` replaces the frozen baseline with another model (an ablation against the full SpLIP, say): its
     scores are reported under "baseline" and the difference is SpLIP minus the reference.
@@ -127,8 +133,9 @@ def evaluate(model: SpLIP, data: SBIRData, setting: str, baseline: bool = True, 
     if max_queries is not None and len(queries) > max_queries:
         pick = np.sort(np.random.default_rng(seed).choice(len(queries), max_queries, replace=False))
         queries = [queries[i] for i in pick]
-    report: dict = {"setting": setting, "mode": model.config.inference_mode, "seen": data.seen,
-                    "unseen": data.unseen, "per_class_ap": {}}
+    ranking = ranking or model.config.ranking
+    report: dict = {"setting": setting, "mode": model.config.inference_mode, "ranking": ranking.method,
+                    "seen": data.seen, "unseen": data.unseen, "per_class_ap": {}}
     models = {"splip": model}
     if reference is not None or baseline:
         models["baseline"] = reference if reference is not None else model.frozen_baseline()
@@ -136,7 +143,8 @@ def evaluate(model: SpLIP, data: SBIRData, setting: str, baseline: bool = True, 
     for name, m in models.items():
         q, qs = embed_samples(m, queries, "sketch", batch_size, workers, f"{name} sketches", memo)
         g, gs = embed_samples(m, gallery, "photo", batch_size, workers, f"{name} photos", memo)
-        scored[name] = _scores(setting, q, qs, g, gs)
+        ranker = Ranker.of(m, ranking)
+        scored[name] = _scores(setting, ranker.vectors(q, "sketch"), qs, ranker.vectors(g, "photo"), gs)
         report[name] = scored[name]["metrics"]
         report["per_class_ap"][name] = {data.classes[label]: ap for label, ap in scored[name]["per_class"].items()}
         report.update(num_queries=len(qs), num_gallery=len(gs))
@@ -153,7 +161,7 @@ def format_table(report: dict) -> str:
     metrics = list(report["splip"])
     diff = report.get("difference", {})
     lines = [f"{report['setting'].upper()}  ({report['num_queries']} queries x {report['num_gallery']} photos, "
-             f"{report['num_concepts']} query concepts, {report['mode']} mode)",
+             f"{report['num_concepts']} query concepts, {report['mode']} mode, {report['ranking']} ranking)",
              "metric    " + "".join(f"{c:>10}" for c in columns) + ("   splip - baseline [95% CI]" if diff else "")]
     for metric in metrics:
         line = f"{metric:<10}" + "".join(f"{100 * report[c][metric]:>10.2f}" for c in columns)
@@ -203,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="zero-shot split name or class-list file")
     p.add_argument("--setting", choices=SETTINGS, default="zs")
     p.add_argument("--mode", choices=["faithful", "fast"], help="override the checkpoint's inference mode")
+    p.add_argument("--ranking", choices=["model", "cosine"], default="model",
+                   help="model: the checkpoint's own ranking (config.ranking); cosine: the paper's protocol")
     p.add_argument("--gzs-queries", choices=["unseen", "seen", "all"], default="unseen")
     p.add_argument("--sketches", choices=["all", *SKETCH_DOMAINS], default="all",
                    help="query with one sketch domain only: doodles (qd_* files) or icons (the rest)")
@@ -231,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     data = load_dataset(dataset, root, args.split).sketch_domain(args.sketches)
     report = evaluate(model, data, args.setting, baseline=not args.no_baseline, batch_size=args.batch_size,
                       workers=args.workers, gzs_queries=args.gzs_queries, max_queries=args.max_queries,
-                      seed=args.seed, bootstrap=args.bootstrap)
+                      seed=args.seed, bootstrap=args.bootstrap,
+                      ranking=RankingConfig() if args.ranking == "cosine" else None)
     report.update(model=args.model, dataset=args.dataset)
     print(format_table(report))
     if args.json:

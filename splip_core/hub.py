@@ -41,10 +41,12 @@ class HubMixin(ModelHubMixin, library_name=LIBRARY, tags=TAGS, paper_url=PAPER_U
     _fingerprint: str | None = None
 
     def fingerprint(self) -> str:
-        """A short hash of config + every weight that shapes the embeddings: the key of embedding caches. Anything
-        that changes the config or the weights (loading, training, `set_inference_mode`) resets it."""
+        """A short hash of config + every weight that shapes the embeddings (not the ranking, which only re-ranks
+        them): the key of embedding caches. Anything that changes the config or the weights (loading, training,
+        `set_inference_mode`) resets it."""
         if self._fingerprint is None:
-            digest = hashlib.sha256(json.dumps(self.config.non_defaults(), sort_keys=True).encode())
+            features = self.config.non_defaults(without=("ranking",))  # the ranking re-ranks; features stay
+            digest = hashlib.sha256(json.dumps(features, sort_keys=True).encode())
             digest.update(str(self._bundles_backbone()).encode())
             state = self.trainable_state_dict()
             if self._bundles_backbone():

@@ -31,6 +31,7 @@ from .evaluate import embed_samples
 from .losses import BatchFeatures, SpLIPLoss, shuffle_tiles
 from .metrics import retrieval_metrics
 from .model import CheckpointError, SpLIP, prompt_norms
+from .ranking import Ranker
 from .runtime import pick_device, run_cli, seed_everything, use_all_cores
 
 log = logging.getLogger(__name__)
@@ -166,10 +167,12 @@ class TrainingStep:
 
 def validation_map(model: SpLIP, val_data: SBIRData, batch_size: int = 64) -> float:
     """Sketch -> photo mAP@all over all of `val_data`'s sketches and photos, in eval mode with the model's
-    configured inference mode (the model is left in eval mode)."""
+    configured inference mode and ranking (the model is left in eval mode)."""
     model.eval()
     queries, query_samples = embed_samples(model, val_data.sketches, "sketch", batch_size, desc="val sketches")
     gallery, gallery_samples = embed_samples(model, val_data.photos, "photo", batch_size, desc="val photos")
+    ranker = Ranker.of(model)
+    queries, gallery = ranker.vectors(queries, "sketch"), ranker.vectors(gallery, "photo")
     result = retrieval_metrics(queries, [s.label for s in query_samples], gallery,
                                [s.label for s in gallery_samples], ks=(), map_at=())
     return result["mAP@all"]

@@ -123,7 +123,34 @@ def test_a_pool_refuses_doodles_of_a_world_concept(built, packages, tmp_path):
     leaky.mkdir()
     (leaky / "manifest.json").write_text("[]")
     (leaky / "split.json").write_text(json.dumps({**split, "doodles": {"pretrain_categories": [split["unseen"][0]]}}))
-    with pytest.raises(ValueError, match="never reach pretraining"):
+    with pytest.raises(ValueError, match="only a seen concept's training doodles"):
+        pretrain.Pool(leaky, doodles=packages[2])
+
+
+def test_world_v4_pools_the_seen_concepts_training_doodles_and_nothing_else_of_the_world(built, packages):
+    """Each rule of the v4 pool, on the pool pretraining assembles: a seen concept's drawings 0..train-1 under its own
+    name; never a validation or unseen concept's doodle, never a seen test drawing (train..79), never past 79."""
+    root, split = built
+    train = split["doodles"]["train"]
+    pool = pretrain.Pool(root, doodles=packages[2], seen_doodles=True)
+    by_category: dict[str, list[int]] = {}
+    for category, index in pool.doodle_sources:
+        by_category.setdefault(category, []).append(index)
+    assert not set(by_category) & {*split["val"], *split["unseen"]}
+    assert {c: by_category[c] for c in split["seen"]} == {c: list(range(train)) for c in split["seen"]}
+    assert all(max(by_category[c]) < doodles.USABLE for c in split["doodles"]["pretrain_categories"])
+    seen_rows = [i for i, (c, _) in enumerate(pool.doodle_sources) if c in split["seen"]]
+    assert [pool.class_names[pool.doodle_labels[i]] for i in seen_rows] == [
+        pool.doodle_sources[i][0] for i in seen_rows]  # captioned and labelled under the concept's own name
+    assert len(pool.doodles) == len(pool.doodle_sources) == len(split["seen"]) * train + 3 * doodles.USABLE
+    v3 = pretrain.Pool(root, doodles=packages[2])
+    assert not {c for c, _ in v3.doodle_sources} & set(split["seen"])  # world v3.2 keeps every world doodle out
+    leaky = root.parent / "leaky-v4"
+    leaky.mkdir()
+    (leaky / "manifest.json").write_text("[]")
+    (leaky / "split.json").write_text(json.dumps({**split, "doodles": {
+        **split["doodles"], "pretrain_categories": [split["seen"][0]]}}))  # all 80 drawings: its test ones too
+    with pytest.raises(ValueError, match="only a seen concept's training doodles"):
         pretrain.Pool(leaky, doodles=packages[2])
 
 
@@ -136,8 +163,8 @@ def test_pretraining_batches_mix_colour_art_line_icons_and_doodles(built, packag
     assert all(y >= len(pool.names) for y in labels[12:].tolist())  # doodles carry their own categories' labels
     assert all(y < len(pool.names) for y in labels[:12].tolist())
     assert all(pool.class_names[y] in t for y, t in zip(labels[12:].tolist(), texts[12:], strict=True))
-    pixels = images * torch.tensor(pretrain.PREPROCESS_CFG["std"]).view(1, 3, 1, 1) + torch.tensor(
-        pretrain.PREPROCESS_CFG["mean"]).view(1, 3, 1, 1)  # back to [0, 1] colour
+    pixels = images * torch.tensor(pretrain.STD).view(1, 3, 1, 1) + torch.tensor(
+        pretrain.MEAN).view(1, 3, 1, 1)  # back to [0, 1] colour
     assert pixels[8:].std(1).max() < 1e-5 < pixels[:8].std(1).mean()  # line icons and doodles: ink on white
 
 

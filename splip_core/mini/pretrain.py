@@ -33,22 +33,36 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..config import RankingConfig
 from ..names import folder_name
 from ..preprocess import flatten_alpha
+from ..ranking import search_vectors
+from ..towers import run_text
 from . import render
-from .doodles import USABLE, read_bitmaps
+from .doodles import read_bitmaps
 from .extra import words
-from .world import DOODLE_PREFIX
+from .world import DOODLE_PREFIX, pretrain_doodles
 
-MODEL_CFG = {
-    "embed_dim": 128,
-    "vision_cfg": {"image_size": 64, "patch_size": 8, "width": 192, "layers": 4, "head_width": 64,
-                   "mlp_ratio": 4.0},
-    "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 3},
-}
-PREPROCESS_CFG = {"size": 64, "mode": "RGB", "mean": [0.48145466, 0.4578275, 0.40821073],
-                  "std": [0.26862954, 0.26130258, 0.27577711], "interpolation": "bicubic",
-                  "resize_mode": "shortest", "fill_color": 0}
+IMAGE_SIZE = 64  # the input side of v3's backbone; a doodle's 28 pixels are upsampled to it
+CONTEXT_LENGTH = 32
+MEAN, STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
+
+
+def model_config(image_size: int = IMAGE_SIZE) -> dict:
+    """The tiny CLIP's open_clip model config: patches of 8 pixels, so `image_size` must be a multiple of 8."""
+    if image_size % 8:
+        raise ValueError(f"image_size must be a multiple of the patch size 8, got {image_size}")
+    return {"embed_dim": 128,
+            "vision_cfg": {"image_size": image_size, "patch_size": 8, "width": 192, "layers": 4, "head_width": 64,
+                           "mlp_ratio": 4.0},
+            "text_cfg": {"context_length": CONTEXT_LENGTH, "vocab_size": 49408, "width": 64, "heads": 2,
+                         "layers": 3}}
+
+
+def preprocess_config(image_size: int = IMAGE_SIZE) -> dict:
+    return {"size": image_size, "mode": "RGB", "mean": MEAN, "std": STD, "interpolation": "bicubic",
+            "resize_mode": "shortest", "fill_color": 0}
+
 PHOTO_TEMPLATES = ("a photo of a {}.", "a picture of a {}.", "an image of a {}.", "a {style} of a {}.",
                    "a {style} of a {}.", "a photo of a {} on a colourful background.", "a close-up photo of a {}.")
 SKETCH_TEMPLATES = ("a sketch of a {}.", "a drawing of a {}.", "a line drawing of a {}.",
@@ -62,7 +76,7 @@ STYLE_3D = ("3d render", "3d model")
 def _tokenizer():
     from open_clip.tokenizer import SimpleTokenizer
 
-    return SimpleTokenizer(context_length=MODEL_CFG["text_cfg"]["context_length"])
+    return SimpleTokenizer(context_length=CONTEXT_LENGTH)
 
 
 class Pool:
@@ -72,14 +86,18 @@ class Pool:
     0..USABLE-1 only. Labels: the world's concepts, then the doodle categories (`class_names`: both have class
     texts), then the extra art (extra.py), one label per distinct icon name."""
 
-    def __init__(self, root: Path, extra: Path | None = None, doodles: Path | None = None):
+    def __init__(self, root: Path, extra: Path | None = None, doodles: Path | None = None,
+                 seen_doodles: bool = False):
         root = Path(root)
         split = json.loads((root / "split.json").read_text())
         self.names: list[str] = split["seen"] + split.get("val", []) + split["unseen"]
-        self.doodle_names: list[str] = split.get("doodles", {}).get("pretrain_categories", []) if doodles else []
-        leaked = sorted(set(self.doodle_names) & set(self.names))
+        sources = pretrain_doodles(split, seen_doodles) if doodles else {}
+        train = split.get("doodles", {}).get("train", 0)
+        leaked = sorted(c for c, drawings in sources.items() if c in self.names and (
+            c not in split["seen"] or max(drawings, default=0) >= train))
         if leaked:
-            raise ValueError(f"doodles of world concepts must never reach pretraining: {leaked}")
+            raise ValueError(f"only a seen concept's training doodles may reach pretraining, not those of {leaked}")
+        self.doodle_names: list[str] = [c for c in sources if c not in self.names]
         self.class_names = self.names + self.doodle_names
         by_folder = {folder_name(n): n for n in self.names}
         arts, self.labels, self.styles, self.words = [], [], [], []
@@ -99,9 +117,10 @@ class Pool:
             self.styles.append(entry["set"])
             self.words.append((name, words(entry["icon"])))
         self.lines = torch.stack(lines) if lines else torch.zeros(0, 1, 1, 1)
-        bitmaps = [torch.from_numpy(read_bitmaps(doodles, c, range(USABLE))) for c in self.doodle_names]
+        self.doodle_sources = [(c, i) for c, drawings in sources.items() for i in drawings]  # (category, drawing)
+        bitmaps = [torch.from_numpy(read_bitmaps(doodles, c, drawings)) for c, drawings in sources.items()]
         self.doodles = torch.cat(bitmaps)[:, None] if bitmaps else torch.zeros(0, 1, 28, 28)
-        self.doodle_labels = [len(self.names) + k for k, b in enumerate(bitmaps) for _ in range(len(b))]
+        self.doodle_labels = [self.class_names.index(c) for c, _ in self.doodle_sources]
         extra_labels: dict[str, int] = {}
         if extra is not None:
             for entry in json.loads((Path(extra) / "manifest.json").read_text())["items"]:
@@ -126,25 +145,28 @@ def caption(rng: random.Random, names: tuple[str, str], style: str, sketch: bool
     return text.format(subject, style=rng.choice(STYLE_3D if "3d" in style else STYLE_WORDS))
 
 
-def build_model(seed: int):
+def build_model(seed: int, image_size: int = IMAGE_SIZE):
     """A freshly initialised tiny open_clip CLIP (seeded)."""
     from open_clip.model import CLIP
 
+    cfg = model_config(image_size)
     torch.manual_seed(seed)
-    return CLIP(MODEL_CFG["embed_dim"], MODEL_CFG["vision_cfg"], MODEL_CFG["text_cfg"])
+    return CLIP(cfg["embed_dim"], cfg["vision_cfg"], cfg["text_cfg"])
 
 
 def _normalize(images: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(PREPROCESS_CFG["mean"]).view(1, 3, 1, 1)
-    std = torch.tensor(PREPROCESS_CFG["std"]).view(1, 3, 1, 1)
+    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(STD).view(1, 3, 1, 1)
     return (images - mean) / std
 
 
 def batch(pool: Pool, gen: torch.Generator, rng: random.Random, size: int, edge_maps: float = 0.0,
-          extra_fraction: float = 0.0, line_fraction: float = 0.0, doodle_fraction: float = 0.0):
-    """A class-balanced batch: (images, caption strings, labels, is_sketch); a fraction `edge_maps` of the images
-    are edge-map "sketches" of the colour art, a fraction `extra_fraction` are extra art (balanced over its names),
-    and, after those, a fraction `line_fraction` of the batch are line icons and `doodle_fraction` doodles."""
+          extra_fraction: float = 0.0, line_fraction: float = 0.0, doodle_fraction: float = 0.0,
+          px: int = IMAGE_SIZE, stroke_jitter: float = 0.0):
+    """A class-balanced batch of `px`-pixel images: (images, caption strings, labels, is_sketch); a fraction
+    `edge_maps` of the images are edge-map "sketches" of the colour art, a fraction `extra_fraction` are extra art
+    (balanced over its names), and, after those, a fraction `line_fraction` of the batch are line icons and
+    `doodle_fraction` doodles, whose strokes are thickened or thinned by up to `stroke_jitter` (render.stroke_width)."""
     n_line = round(line_fraction * size) if len(pool.lines) else 0
     n_doodle = round(doodle_fraction * size) if len(pool.doodles) else 0
     size -= n_line + n_doodle
@@ -155,7 +177,6 @@ def batch(pool: Pool, gen: torch.Generator, rng: random.Random, size: int, edge_
     idx = torch.tensor([pool.by_label[y][torch.randint(len(pool.by_label[y]), (1,), generator=gen).item()]
                         for y in labels.tolist()])
     sketch = torch.rand(size, generator=gen) < edge_maps
-    px = MODEL_CFG["vision_cfg"]["image_size"]
     images = torch.empty(size, 3, px, px)
     if sketch.any():
         images[sketch] = render.sketchify(pool.art[idx[sketch]], gen, px)
@@ -176,6 +197,8 @@ def batch(pool: Pool, gen: torch.Generator, rng: random.Random, size: int, edge_
         pick = torch.randint(len(pool.doodles), (n_doodle,), generator=gen)
         ink = F.interpolate(pool.doodles[pick], size=px, mode="bicubic", align_corners=False).clamp(0, 1)
         ink = render.affine(ink, gen, px, scale=(0.9, 1.05), rotate=6.0, shift=0.05)
+        if stroke_jitter:
+            ink = render.stroke_width(ink, gen, stroke_jitter)
         images = torch.cat([images, render.ink_to_rgb(ink)])
         doodle_labels = [pool.doodle_labels[i] for i in pick.tolist()]
         texts += [rng.choice(DOODLE_TEMPLATES).format(pool.class_names[y]) for y in doodle_labels]
@@ -184,17 +207,25 @@ def batch(pool: Pool, gen: torch.Generator, rng: random.Random, size: int, edge_
     return _normalize(images), texts, labels, sketch
 
 
+def encode_text(model, tokens: torch.Tensor) -> torch.Tensor:
+    """open_clip's `encode_text` over the tokens up to the longest EOT only: the causal mask makes the rest
+    padding, and the class-name pass over every concept is a third of a step at the full context."""
+    eot = tokens.argmax(-1)  # the EOT id is the largest in the vocabulary, as open_clip's argmax pooling assumes
+    tokens = tokens[:, : int(eot.max()) + 1]
+    return run_text(model, model.token_embedding(tokens), eot)[0]
+
+
 def losses(model, images, tokens, labels, sketch, class_tokens):
     """(multi-positive image-text contrastive loss, class-name cross-entropy)."""
     img = F.normalize(model.encode_image(images), dim=-1)
-    txt = F.normalize(model.encode_text(tokens), dim=-1)
+    txt = F.normalize(encode_text(model, tokens), dim=-1)
     scale = model.logit_scale.exp().clamp(max=100)
     same = (labels[:, None] == labels[None, :]).float()
     target = same / same.sum(1, keepdim=True)
     logits = scale * img @ txt.T
     clip = -(target * logits.log_softmax(1)).sum(1).mean() / 2 - (target * logits.T.log_softmax(1)).sum(1).mean() / 2
     n = len(class_tokens) // 2
-    cls = F.normalize(model.encode_text(class_tokens), dim=-1)
+    cls = F.normalize(encode_text(model, class_tokens), dim=-1)
     world = labels < n  # the class-name cross-entropy is over the world's concepts; extra art has no class text
     if not world.any():
         return clip, img.sum() * 0.0
@@ -207,11 +238,13 @@ def pretrain(data: Path, steps: int, seed: int = 0, batch_size: int = 128, lr: f
              weight_decay: float = 0.05, log_every: int = 50, device: str = "cpu", edge_maps: float = 0.0,
              extra: Path | None = None, extra_fraction: float = 0.0, init: Path | None = None,
              doodles: Path | None = None, line_fraction: float = 0.0, doodle_fraction: float = 0.0,
-             bf16: bool = False):
+             bf16: bool = False, seen_doodles: bool = False, image_size: int = IMAGE_SIZE,
+             stroke_jitter: float = 0.0):
     """Train the tiny CLIP on `data/pretrain` (and a fraction `extra_fraction` of each batch from the extra art
     in `extra`; in a doodle world fractions `line_fraction` of line icons and `doodle_fraction` of the doodles in
-    the package folder `doodles`) for `steps` steps; deterministic given the seed (and device). `init`: continue
-    from a saved backbone (a new warm-up and cosine schedule) instead of a fresh initialisation. `bf16`: the
+    the package folder `doodles`, with the seen concepts' training doodles among them when `seen_doodles`) for
+    `steps` steps at `image_size` pixels; deterministic given the seed (and device). `init`: continue from a saved
+    backbone (a new warm-up and cosine schedule; its image size wins) instead of a fresh initialisation. `bf16`: the
     forward pass under bfloat16 autocast (CPUs with bf16 instructions run a step about twice as fast).
 
     Batches are rendered on the CPU with a seeded generator whatever the device, so a GPU run sees the same data.
@@ -220,13 +253,17 @@ def pretrain(data: Path, steps: int, seed: int = 0, batch_size: int = 128, lr: f
         raise ValueError(f"extra_fraction must be in [0, 1), got {extra_fraction}")
     if not 0.0 <= line_fraction + doodle_fraction < 1.0:
         raise ValueError(f"line_fraction + doodle_fraction must be in [0, 1), got {line_fraction + doodle_fraction}")
-    pool = Pool(data, extra if extra_fraction else None, doodles if doodle_fraction else None)
+    pool = Pool(data, extra if extra_fraction else None, doodles if doodle_fraction else None, seen_doodles)
     tokenizer = _tokenizer()
-    model = build_model(seed)
     if init is not None:
         from safetensors.torch import load_file
 
+        image_size = json.loads((Path(init) / "open_clip_config.json").read_text())["model_cfg"]["vision_cfg"][
+            "image_size"]
+        model = build_model(seed, image_size)
         model.load_state_dict(load_file(str(Path(init) / "open_clip_model.safetensors")))
+    else:
+        model = build_model(seed, image_size)
     model = model.to(device)
     gen = torch.Generator().manual_seed(seed)
     rng = random.Random(seed)
@@ -244,7 +281,7 @@ def pretrain(data: Path, steps: int, seed: int = 0, batch_size: int = 128, lr: f
     t0 = time.time()
     for step in range(steps):
         images, texts, labels, sketch = batch(pool, gen, rng, batch_size, edge_maps, extra_fraction,
-                                              line_fraction, doodle_fraction)
+                                              line_fraction, doodle_fraction, image_size, stroke_jitter)
         with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
             clip, ce = losses(model, images.to(device), tokenizer(texts).to(device), labels.to(device),
                               sketch.to(device), class_tokens)
@@ -267,8 +304,10 @@ def save(model, out: Path) -> None:
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    size = model.visual.image_size
+    size = size if isinstance(size, int) else size[0]  # open_clip keeps an int or a pair
     (out / "open_clip_config.json").write_text(json.dumps(
-        {"model_cfg": MODEL_CFG, "preprocess_cfg": PREPROCESS_CFG}, indent=1))
+        {"model_cfg": model_config(size), "preprocess_cfg": preprocess_config(size)}, indent=1))
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "open_clip_model.safetensors"))
 
 
@@ -297,6 +336,34 @@ def mean_average_precision(sims: torch.Tensor, q_labels: torch.Tensor, g_labels:
     ranks = torch.arange(1, rel.shape[1] + 1).float()
     ap = (rel.cumsum(1) / ranks * rel).sum(1) / rel.sum(1).clamp(min=1)
     return ap.mean().item()
+
+
+NAMES_GRID = tuple((t, w) for t in (0.02, 0.05, 0.1) for w in (1.0, 3.0, 10.0))  # (temperature, weight)
+
+
+def names_gate(model, tokenizer, split: dict, val: tuple, unseen: tuple) -> dict:
+    """The frozen backbone through the concept names (splip_core/ranking.py): each doodle's top-1 over the whole
+    vocabulary (every world concept and pretraining category), and the validation doodles' mAP@all ranked through the
+    names at the best (temperature, weight) of NAMES_GRID; the unseen doodles' at that same choice, reported only.
+    `val`, `unseen`: (doodle features, labels, photo features, labels, the concepts the labels index)."""
+    vocab = split["seen"] + split["val"] + split["unseen"] + split.get("doodles", {}).get("pretrain_categories", [])
+    text = {m: F.normalize(model.encode_text(tokenizer([f"a {m} of a {c}." for c in vocab])), dim=-1)
+            for m in ("sketch", "photo")}
+    out = {}
+    for name, (q, q_lab, _, _, concepts) in (("val", val), ("unseen", unseen)):
+        target = torch.tensor([vocab.index(concepts[i]) for i in q_lab.tolist()])
+        out[f"{name}_doodle_vocab_top1"] = round(((q @ text["sketch"].T).argmax(1) == target).float().mean().item(), 4)
+
+    def names_map(part, t, w):
+        q, q_lab, g, g_lab, _ = part
+        cfg = RankingConfig(method="names", temperature=t, weight=w)
+        return mean_average_precision(search_vectors(q, text["sketch"], cfg) @ search_vectors(g, text["photo"], cfg).T,
+                                      q_lab, g_lab)
+
+    scores = {choice: names_map(val, *choice) for choice in NAMES_GRID}
+    best = max(scores, key=scores.get)
+    return {**out, "val_doodle_photo_map_all_names": round(scores[best], 4), "names_temperature": best[0],
+            "names_weight": best[1], "unseen_doodle_photo_map_all_names": round(names_map(unseen, *best), 4)}
 
 
 @torch.no_grad()
@@ -337,6 +404,8 @@ def gate(model_dir: Path, data: Path) -> dict:
         v_text = F.normalize(model.encode_text(tokenizer([f"a sketch of a {c}." for c in split["val"]])), dim=-1)
         by_domain["val_doodle_photo_map_all"] = round(mean_average_precision(vs @ vp.T, v_lab, vp_lab), 4)
         by_domain["val_doodle_text_top1"] = round(((vs @ v_text.T).argmax(1) == v_lab).float().mean().item(), 4)
+        by_domain.update(names_gate(model, tokenizer, split, (vs, v_lab, vp, vp_lab, split["val"]),
+                                    (sk[doodle], s_lab[doodle], ph, p_lab, split["unseen"])))
     # the ceiling: each unseen concept's pretraining colour art, flattened on white, as the query
     c_paths = [p for p in sorted((data / "pretrain").glob("*/*.png")) if p.parent.name in unseen]
     c_lab = torch.tensor([unseen[p.parent.name] for p in c_paths])

@@ -239,3 +239,11 @@ def sketchify(art: torch.Tensor, gen: torch.Generator, size: int) -> torch.Tenso
     thick = (torch.rand(n, generator=gen) < 0.2).view(n, 1, 1, 1)
     ink = torch.where(thick, F.max_pool2d(ink, 3, 1, 1), ink)
     return ink_to_rgb(line_augment(ink, gen, size))
+
+
+def stroke_width(ink: torch.Tensor, gen: torch.Generator, amount: float) -> torch.Tensor:
+    """Each ink map's strokes thickened or thinned by a random fraction (up to `amount`) of a 3x3 dilation or
+    erosion: pens and canvases draw lines of other widths than the doodles' own."""
+    w = _uniform(gen, len(ink), -amount, amount).view(-1, 1, 1, 1)
+    thick, thin = F.max_pool2d(ink, 3, 1, 1), -F.max_pool2d(-ink, 3, 1, 1)
+    return torch.where(w >= 0, ink + w * (thick - ink), ink - w * (thin - ink)).clamp(0, 1)

@@ -65,6 +65,18 @@ def pretrain_doodle_categories(categories: list[str], split: dict) -> list[str]:
     world = {*split["seen"], *split["val"], *split["unseen"]}
     return [c for c in categories if c not in world]
 
+
+def pretrain_doodles(split: dict, seen_doodles: bool = False) -> dict[str, range]:
+    """Which drawings of which category the backbone's pool holds (the one place this rule lives): drawings
+    0..USABLE-1 of every category outside the world and, with `seen_doodles` (world v4), a seen concept's training
+    drawings 0..doodle_train-1, as web CLIP has seen people draw the common things. Never a drawing of a validation
+    or unseen concept, never a seen concept's test drawings."""
+    doodles = split.get("doodles", {})
+    pool = {c: range(USABLE) for c in doodles.get("pretrain_categories", [])}
+    if seen_doodles:
+        pool.update({c: range(doodles["train"]) for c in split["seen"]})
+    return pool
+
 FG_RULE = (
     "Instance = one drawing of a test drawer whose design family also ships a colour version of the very same "
     "icon (OpenMoji black and colour, for example). Its sketches are fg_<set>_<icon>-<k>.png; the photo "
