@@ -6,7 +6,8 @@ Each doodle of `benchmarks/doodles.json` (strokes of [x, y] points on the 512x51
 canvas draws it (black round-capped lines of the brush width on white; `--canvas-side` scales the strokes and the
 brush to another canvas, to measure one), flattened and cropped to its ink as the demo does (redrawn as a doodle
 bitmap when the model asks, `sketch_pixels`), and searched in the GZS gallery (every photo under
-`<model>/gallery/photo/<concept>/`) by SpLIP and by its frozen CLIP baseline, ranking photos by cosine similarity.
+`<model>/gallery/photo/<concept>/`) by SpLIP and by its frozen CLIP baseline, each ranking photos as the model's
+`config.ranking` says (the demo's ranking; `--ranking cosine`: the paper's cosine).
 Reported: photo-level hit@1/@5 (the doodle's concept is the concept of one of the top-k photos) and concept-level
 hit@1/@5 (concepts ranked by their best photo's score). Doodles of a concept with no gallery folder count as misses
 and are listed as missing concepts.
@@ -31,11 +32,13 @@ import torch
 from PIL import Image, ImageDraw
 
 from splip_core import SpLIP
+from splip_core.config import RankingConfig
 from splip_core.gallery import Gallery
 from splip_core.metrics import format_difference, paired_bootstrap
 from splip_core.mini.build import results_row
 from splip_core.names import folder_name
 from splip_core.preprocess import drawn_sketch, load_image
+from splip_core.ranking import Ranker
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -92,9 +95,9 @@ def hit_rates(rankings: Sequence[Sequence[str]], truths: Sequence[str], ks: Sequ
     return {k: sum(t in list(r[:k]) for r, t in zip(rankings, truths, strict=True)) / len(truths) for k in ks}
 
 
-def evaluate(model: SpLIP, sketches: list[Image.Image], gallery: Gallery, truths: list[str]) -> dict:
+def evaluate(model: SpLIP, ranker: Ranker, sketches: list[Image.Image], gallery: Gallery, truths: list[str]) -> dict:
     """Hit rates of one model: photo level (labels of the top photos) and concept level (best photo per concept)."""
-    queries = model.encode_sketch(sketches).numpy()
+    queries = ranker.vectors(model.encode_sketch(sketches), "sketch").numpy()
     scores = queries @ gallery.vectors.T
     labels = [item.label for item in gallery.items]
     photo_rankings = [[labels[i] for i in np.argsort(-row, kind="stable")[: max(KS)]] for row in scores]
@@ -132,7 +135,7 @@ def strokes_until(ranks: Sequence[int], k: int = 5) -> int | None:
     return first
 
 
-def prefix_ranks(model: SpLIP, doodles: Sequence[dict], spec: dict, gallery: Gallery,
+def prefix_ranks(model: SpLIP, ranker: Ranker, doodles: Sequence[dict], spec: dict, gallery: Gallery,
                  pixels: int | None, side: int = 512) -> list[list[int]]:
     """For each doodle, the rank of its concept after each stroke, searched as the demo searches a canvas and ranked
     as the demo's live strip ranks it (`Gallery.concept_rank`); a concept the gallery lacks ranks past the last."""
@@ -144,7 +147,7 @@ def prefix_ranks(model: SpLIP, doodles: Sequence[dict], spec: dict, gallery: Gal
                     for i in range(1, len(strokes) + 1)]
         kept = [s for s in sketches if s is not None]  # a first stroke of a few pixels can read as blank
         ranks = [gallery.concept_rank(vector, folder_name(doodle["concept"])) or missing
-                 for vector in model.encode_sketch(kept).numpy()]
+                 for vector in ranker.vectors(model.encode_sketch(kept), "sketch").numpy()]
         out.append([missing] * (len(sketches) - len(kept)) + ranks)
     return out
 
@@ -204,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--canvas", choices=["model", "crop", "doodle"], default="model",
                    help="how a canvas becomes a query: as the model's sketch_pixels says (the demo), cropped and "
                         "centred, or redrawn as a 28-pixel doodle bitmap (to measure the choice)")
+    p.add_argument("--ranking", choices=["model", "cosine"], default="model",
+                   help="model: the checkpoint's own ranking (the demo's); cosine: the paper's")
     p.add_argument("--canvas-side", type=int,
                    help="canvas side in pixels, the strokes and the brush scaled to it (default: the doodle file's, "
                         "the demo's 512)")
@@ -231,17 +236,20 @@ def main(argv: list[str] | None = None) -> int:
             sketch.save(Path(args.save_png) / f"{doodle['id']}.png")
 
     baseline = model.frozen_baseline().eval()
+    ranking = RankingConfig() if args.ranking == "cosine" else model.config.ranking
     photo_root = Path(args.model) / "gallery" / "photo"
     truths = [folder_name(d["concept"]) for d in doodles]
-    results, galleries = {}, {}
+    results, galleries, rankers = {}, {}, {}
     for name, encoder in (("SpLIP", model), ("frozen CLIP", baseline)):
+        rankers[name] = ranker = Ranker.of(encoder, ranking)
         galleries[name] = Gallery.from_folder(
             photo_root, lambda images, enc=encoder: enc.encode_photo(images).numpy(), encoder.fingerprint(),
-            encoder.config.inference_mode, cache_dir=args.cache_dir or None, progress=False)
-        results[name] = evaluate(encoder, sketches, galleries[name], truths)
+            encoder.config.inference_mode, cache_dir=args.cache_dir or None, progress=False,
+            to_search=lambda vectors, r=ranker: r.vectors(vectors, "photo").numpy())
+        results[name] = evaluate(encoder, ranker, sketches, galleries[name], truths)
     present = set(galleries["SpLIP"].labels)
     missing = sorted({d["concept"] for d in doodles if folder_name(d["concept"]) not in present})
-    ranks = {name: prefix_ranks(encoder, doodles, spec, galleries[name], pixels, side)
+    ranks = {name: prefix_ranks(encoder, rankers[name], doodles, spec, galleries[name], pixels, side)
              for name, encoder in (("SpLIP", model), ("frozen CLIP", baseline))}
     early = early_retrieval(ranks, [d["concept"] for d in doodles], len(present))
     seconds = time.perf_counter() - start
@@ -271,8 +279,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.json:
         report = {
-            "model": args.model, "mode": model.config.inference_mode, "canvas": args.canvas, "canvas_side": side,
-            "pixels": pixels,            "seconds": round(seconds, 2),
+            "model": args.model, "mode": model.config.inference_mode, "ranking": ranking.method,
+            "canvas": args.canvas, "canvas_side": side, "pixels": pixels, "seconds": round(seconds, 2),
             "n_doodles": len(doodles), "n_concepts": len(concepts), "n_photos": len(galleries["SpLIP"]),
             "n_gallery_concepts": len(present),
             "missing_concepts": missing,

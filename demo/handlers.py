@@ -123,9 +123,11 @@ def run_search(state: DemoState, space: SearchSpace, image: Image.Image, setting
         raise BadQuery(f"setting must be one of {', '.join(SETTINGS)}, not {setting!r}")
     k = max(1, min(int(k), MAX_K))
     pixels = state.model.preprocess(image)
-    query = state.model.encode_sketch(pixels).numpy()[0]
-    query_base = state.baseline.encode_sketch(pixels).numpy()[0] if baseline else None
-    guess = guess_categories(space, query) if baseline or setting == "FG" else []
+    features = state.model.encode_sketch(pixels)
+    query = state.rankers[0].vectors(features, "sketch").numpy()[0]
+    query_base = state.rankers[1].vectors(state.baseline.encode_sketch(pixels), "sketch").numpy()[0] \
+        if baseline else None
+    guess = guess_categories(space, features.numpy()[0]) if baseline or setting == "FG" else []
     splip, base, note = space.view(setting, fg_label(space, category, guess) if setting == "FG" else None)
     label = space.label_for(category) if category and baseline and setting != "FG" else None
     rank = splip.concept_rank(query, label) if label is not None else None
@@ -308,7 +310,7 @@ def index_upload(state: DemoState, files, progress: Progress | None = None,
     cache = state.gallery_cache(None, key)
     try:
         space = build_space("your upload", prepared.root, state.model, state.baseline, state.split, cache, progress,
-                            seeds=state.seeds)
+                            seeds=state.seeds, rankers=state.rankers)
     except EmptyGalleryError as err:
         shutil.rmtree(prepared.folder, ignore_errors=True)
         return None, f"⚠ {err}"

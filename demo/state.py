@@ -28,6 +28,7 @@ from splip_core import (
     IMAGE_SUFFIXES,
     EmptyGalleryError,
     Gallery,
+    Ranker,
     SpLIP,
     class_key,
     display_name,
@@ -178,14 +179,16 @@ class SearchSpace:
 
 
 def _text_vectors(model: SpLIP, names: list[str]) -> tuple[list[str], np.ndarray]:
-    """Sketch-prompt text vectors for category names; a name too long for the text encoder is left out."""
+    """Sketch-prompt text vectors for category names, read by the text encoder the model's ranking reads names
+    with; a name too long for the text encoder is left out."""
+    reader = Ranker.text_reader(model)
     try:
-        return names, model.encode_text(names, "sketch").numpy()
+        return names, reader.encode_text(names, "sketch").numpy()
     except ValueError:
         kept = []
         for name in names:
             try:
-                kept.append((name, model.encode_text([name], "sketch").numpy()[0]))
+                kept.append((name, reader.encode_text([name], "sketch").numpy()[0]))
             except ValueError:
                 log.warning("category %r is too long for the text encoder; it is left out of the guesses", name)
         return [n for n, _ in kept], np.stack([v for _, v in kept])
@@ -193,13 +196,16 @@ def _text_vectors(model: SpLIP, names: list[str]) -> tuple[list[str], np.ndarray
 
 def build_space(name: str, root: Path, model: SpLIP, baseline: SpLIP, split: Split, cache_dir: Path | None,
                 progress: Progress | None = None, backend: str = "exact", index_options: dict | None = None,
-                seeds: Sequence[Path] = ()) -> SearchSpace:
-    """Index `root` with both models (cached embeddings are reused) and prepare the category guesses.
+                seeds: Sequence[Path] = (), rankers: tuple[Ranker, Ranker] | None = None) -> SearchSpace:
+    """Index `root` with both models (cached embeddings are reused), each ranking as its `rankers` entry says
+    (default: each model's own ranking), and prepare the category guesses.
 
     Raises EmptyGalleryError when the folder holds no usable photo.
     """
+    rankers = rankers or (Ranker.of(model), Ranker.of(baseline))
     galleries = []
-    for step, (who, encoder) in enumerate((("SpLIP", model), ("CLIP baseline", baseline))):
+    for step, (who, encoder, ranker) in enumerate((("SpLIP", model, rankers[0]),
+                                                   ("CLIP baseline", baseline, rankers[1]))):
         def report(done: int, total: int, step=step, who=who) -> None:
             if progress is not None:
                 progress((step + done / max(total, 1)) / 2, f"embedding photos for {who}: {done}/{total}")
@@ -209,7 +215,7 @@ def build_space(name: str, root: Path, model: SpLIP, baseline: SpLIP, split: Spl
             encoder.config.inference_mode, cache_dir=cache_dir, backend=backend, progress=progress is None,
             progress_callback=report,
             index_options=None if index_options is None else {**index_options, "collection": f"splip_{step}"},
-            seeds=seeds))
+            seeds=seeds, to_search=lambda vectors, r=ranker: r.vectors(vectors, "photo").numpy()))
     splip, base = galleries
     names = sorted({display_name(lab) for lab in splip.labels} | set(split.unseen_names)
                    | {display_name(s) for s in model.config.seen_classes}, key=str.lower)
@@ -382,6 +388,7 @@ class DemoState:
 
     model: SpLIP
     baseline: SpLIP
+    rankers: tuple[Ranker, Ranker]  # how SpLIP and the baseline rank photos (the model's config.ranking, both)
     model_name: str
     split: Split
     space: SearchSpace | None
@@ -431,8 +438,9 @@ class DemoState:
             loaded.model.set_inference_mode(inference_mode)  # before the fingerprint (cache key) is first computed
         cache_dir = Path(cache_dir if cache_dir is not None else Path.home() / ".cache" / "splip" / "demo")
         loaded.model.trace_for_serving()  # a query's forward holds no GIL, so searches and the event loop share it
-        state = cls(model=loaded.model, baseline=loaded.model.frozen_baseline().trace_for_serving(),
-                    model_name=loaded.name,
+        baseline = loaded.model.frozen_baseline().trace_for_serving()
+        state = cls(model=loaded.model, baseline=baseline,
+                    rankers=(Ranker.of(loaded.model), Ranker.of(baseline)), model_name=loaded.name,
                     split=split, space=None, gallery_note="", examples=find_examples(world / "gallery" / "sketch",
                                                                                      split),
                     evaluation=evaluation, evaluation_note=evaluation_note, cache_dir=cache_dir.expanduser().resolve(),
@@ -453,7 +461,7 @@ class DemoState:
                 options = {"uri": milvus_uri or str(state.cache_dir / "gallery.db")}
             state.space = build_space(_shown(root), root, state.model, state.baseline, split,
                                       state.gallery_cache(root), backend=backend, index_options=options,
-                                      seeds=state.seeds)
+                                      seeds=state.seeds, rankers=state.rankers)
         except EmptyGalleryError as err:
             state.gallery_note = f"{err}. Upload photos in the *Your gallery* tab instead."
             state.notices.append(str(err))

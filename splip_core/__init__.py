@@ -1,11 +1,12 @@
 """SpLIP sketch-based image retrieval on a frozen open_clip CLIP: the public API.
 
 The demo, the command lines' users and the Space use only what is exported here: the model and its config, the
-training presets, image loading, the searchable photo gallery, and the class-name rules.
+training presets, image loading, how photos are ranked for a sketch (`Ranker`), the searchable photo gallery, and
+the class-name rules.
 """
 
 from .backbone import BackboneError
-from .config import BackboneConfig, ConfigError, LossConfig, PromptConfig, SpLIPConfig, TrainOptions
+from .config import BackboneConfig, ConfigError, LossConfig, PromptConfig, RankingConfig, SpLIPConfig, TrainOptions
 from .configs import list_presets, load_preset
 from .data.datasets import DOODLE_PREFIX
 from .hub import CheckpointError
@@ -13,6 +14,7 @@ from .metrics import format_difference
 from .model import SpLIP
 from .names import class_key, display_name, folder_name
 from .preprocess import IMAGE_SUFFIXES, MAX_IMAGE_BYTES, InvalidImageError, drawn_sketch, is_blank, load_image
+from .ranking import Ranker
 from .tiny import tiny_model
 
 __version__ = "0.2.0"
@@ -44,6 +46,8 @@ __all__ = [
     "InvalidImageError",
     "LossConfig",
     "PromptConfig",
+    "Ranker",
+    "RankingConfig",
     "SpLIP",
     "SpLIPConfig",
     "TrainOptions",

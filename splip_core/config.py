@@ -140,6 +140,10 @@ class LossConfig:
     use_class_loss: bool = True
     alpha: float = 1.0  # weight of L_class [U]
     class_loss_on: str = "both"  # [U] "both" | "sketch" | "photo"
+    class_text: str = "prompted"
+    """Whose class text L_class reads: "prompted" (the paper's: the same prompted text pass that builds the visual
+    prompts) or "frozen" (the backbone's own text of every seen class, a fixed table: it keeps the images aligned
+    with the text side that the names ranking reads)."""
     temperature: float | None = None  # [U] tau of L_class; None = the backbone's learned 1/logit_scale (CLIP: 0.01)
     use_jigsaw: bool = True
     beta: float = 0.5  # weight of L_cjs [U]
@@ -159,6 +163,7 @@ class LossConfig:
 
     def validate(self) -> None:
         _one_of("loss.class_loss_on", self.class_loss_on, ("both", "sketch", "photo"))
+        _one_of("loss.class_text", self.class_text, ("prompted", "frozen"))
         _one_of("loss.triplet_mining", self.triplet_mining, ("random", "batch_hard"))
         if self.contrastive_temperature <= 0:
             raise ConfigError(f"loss.contrastive_temperature must be > 0, got {self.contrastive_temperature}")

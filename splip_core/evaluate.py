@@ -12,6 +12,7 @@ bootstrap over query concepts (classes), then queries within them: drawings of o
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ from .config import RankingConfig
 from .data import SKETCH_DOMAINS, DatasetError, ImageDataset, Sample, SBIRData, load_dataset
 from .metrics import fg_accuracy, format_difference, paired_bootstrap, retrieval_metrics
 from .model import SpLIP
+from .names import class_key
 from .ranking import Ranker
 from .runtime import load_model, run_cli, use_all_cores
 
@@ -152,6 +154,24 @@ def evaluate(model: SpLIP, data: SBIRData, setting: str, baseline: bool = True, 
     report["num_concepts"] = len({s.label for s in scored["splip"]["queries"]})
     if "baseline" in models and bootstrap:
         report["difference"] = differences(scored["splip"], scored["baseline"], bootstrap, seed)
+    return report
+
+
+def name_accuracy(model: SpLIP, sketches: Sequence[Sample], classes: Sequence[str], vocabulary: Sequence[str],
+                  baseline: bool = True, memo: dict | None = None, batch_size: int = 64) -> dict:
+    """How often each model reads a sketch as its own concept: the top-1 name over `vocabulary` of the sketch's
+    cosine to "<sketch template> <name>" (read by the text encoder the model's ranking uses), for SpLIP and its
+    frozen baseline. `classes` names the samples' labels; a sketch whose concept is not in the vocabulary counts as
+    a miss. {"splip": top-1, "baseline": top-1, "num_queries": n}."""
+    ranking = dataclasses.replace(model.config.ranking, method="names", vocabulary=list(vocabulary), seen_offset=0.0)
+    index = {class_key(n): i for i, n in enumerate(vocabulary)}
+    report: dict = {}
+    for name, m in (("splip", model), *((("baseline", model.frozen_baseline()),) if baseline else ())):
+        feats, kept = embed_samples(m, sketches, "sketch", batch_size, desc=f"{name} sketches", memo=memo)
+        guess = Ranker.of(m, ranking).distribution(feats, "sketch").argmax(1)
+        target = torch.tensor([index.get(class_key(classes[s.label]), -1) for s in kept])
+        report[name] = float((guess == target).float().mean())
+        report["num_queries"] = len(kept)
     return report
 
 

@@ -130,11 +130,14 @@ class Gallery:
         progress_callback: Callable[[int, int], None] | None = None,
         index_options: dict | None = None,
         seeds: Sequence[str | os.PathLike] = (),
+        to_search: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> Gallery:
         """Scan `root` recursively for photos, embed them (through the cache in `cache_dir`, if any), index.
 
         `embed_fn(list of PIL images) -> (n, d) float32` is called only for photos not cached for this
         `model_id` and `mode`, nor found in a matching embedding seed (`seeds`, see `splip_core.cache`).
+        `to_search` maps the (cached) features to the vectors the index ranks by, e.g. a ranking's search vectors
+        (`splip_core.ranking.Ranker.vectors`); None: the features themselves.
         Raises EmptyGalleryError naming the folder when no photo is usable.
         """
         root = Path(os.path.abspath(Path(root).expanduser()))
@@ -163,7 +166,7 @@ class Gallery:
         items = [GalleryItem(path, _label(root, path)) for path in result.paths]
         gallery = cls(
             items,
-            result.vectors,
+            result.vectors if to_search is None else to_search(result.vectors),
             backend=backend,
             index_options=index_options,
             skipped=skipped,

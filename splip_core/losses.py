@@ -4,7 +4,8 @@ plus an optional in-batch contrastive term (not in the paper; weight `contrastiv
 
 L_class   cross-entropy of an image against the seen-class prompts of its modality, from the same prompted text pass
           that builds the visual prompts (temperature in the config); with `text_class_sample` = k, against the k
-          classes of that image's sampled subset (its own class first).
+          classes of that image's sampled subset (its own class first). With `class_text` "frozen", against the
+          frozen backbone's text of every seen class instead (a fixed table).
 L_triplet sketch anchor, positive and negative photos; cosine distance; margin mu = cos(t(c+), t(c-)) from frozen
           CLIP text "a photo of a {c}" (detached), or a fixed margin (ablation; also used for same-class FG pairs);
           optionally clamped from below (`margin_min`). The negative is the sampled one, or with
@@ -149,9 +150,10 @@ class SpLIPLoss(nn.Module):
     class-text table the adaptive margins read."""
 
     def __init__(self, config: LossConfig, margin_text: torch.Tensor | None, dim: int, temperature: float,
-                 seed: int = 0):
+                 seed: int = 0, class_text: torch.Tensor | None = None):
         """`margin_text`: (C, D) frozen CLIP text features of the seen classes (needed with adaptive margins);
-        `dim`: the feature width; `temperature`: tau of L_class."""
+        `dim`: the feature width; `temperature`: tau of L_class; `class_text`: (2, C, D) frozen text of every seen
+        class in the sketch and the photo template (needed with class_text "frozen")."""
         super().__init__()
         if config.adaptive_margin and margin_text is None:
             raise ValueError("adaptive margins need the frozen class-text features (margin_text)")
@@ -162,6 +164,10 @@ class SpLIPLoss(nn.Module):
         self.solver = JigsawSolver(dim, len(self.permutations), config.jigsaw_layers, config.jigsaw_heads) \
             if config.use_jigsaw else None
         self.register_buffer("margin_text", margin_text if config.adaptive_margin else None, persistent=False)
+        frozen_text = config.use_class_loss and config.class_text == "frozen"
+        if frozen_text and class_text is None:
+            raise ValueError("L_class against the frozen text needs its class-text table (class_text)")
+        self.register_buffer("class_text", class_text if frozen_text else None, persistent=False)
 
     @property
     def wants_class_text(self) -> tuple[bool, bool]:
@@ -209,9 +215,12 @@ class SpLIPLoss(nn.Module):
             terms["contrastive"] = contrastive_loss(f.sketch, f.positive, anchor_keys, anchor_keys,
                                                     c.contrastive_temperature)
         if c.use_class_loss:
-            parts = [class_loss(feats, text, f.class_targets, self.temperature)
-                     for want, feats, text in zip(self.wants_class_text, (f.sketch, f.positive),
-                                                  (f.sketch_text, f.positive_text), strict=True) if want]
+            texts, targets = (f.sketch_text, f.positive_text), f.class_targets
+            if self.class_text is not None:  # the frozen table of every seen class, the same for every image
+                texts, targets = (self.class_text[:1], self.class_text[1:]), labels
+            parts = [class_loss(feats, text, targets, self.temperature)
+                     for want, feats, text in zip(self.wants_class_text, (f.sketch, f.positive), texts, strict=True)
+                     if want]
             terms["class"] = torch.stack(parts).mean()
         if c.photo_anchor_weight > 0:
             terms["anchor"] = (1 - (torch.cat([f.positive, f.negative]) * f.frozen_photos).sum(-1)).mean()
@@ -230,7 +239,10 @@ class SpLIPLoss(nn.Module):
                 stats.update(pos_cos=float(pos_cos.mean()), neg_cos=float(neg_cos.mean()),
                              margin=float(margins.mean()), negative_margins=float((margins < 0).float().mean()),
                              active_triplets=float((neg_cos - pos_cos + margins > 0).float().mean()))
-                if f.sketch_text is not None and f.class_targets is not None:
+                if self.class_text is not None:  # over every seen class's frozen text
+                    stats["class_acc"] = float((class_logits(f.sketch, self.class_text[:1]).argmax(1) == labels)
+                                               .float().mean())
+                elif f.sketch_text is not None and f.class_targets is not None:
                     logits, known = class_logits(f.sketch, f.sketch_text), f.class_targets >= 0
                     if known.any():
                         stats["class_acc"] = float((logits.argmax(1) == f.class_targets)[known].float().mean())

@@ -59,10 +59,17 @@ class Ranker:
         names = list(config.vocabulary or model.config.seen_classes)
         if not names:
             raise ValueError("the names ranking needs a vocabulary (or seen classes) to read images into")
-        reader = model if config.text == "model" or not model.config.prompts.use_prompts else model.frozen_baseline()
+        reader = cls.text_reader(model, config)
         text = {m: reader.encode_text(names, m) for m in MODALITIES}
         seen_keys = {class_key(c) for c in model.config.seen_classes}
         return cls(config, names, text, torch.tensor([class_key(n) in seen_keys for n in names]))
+
+    @staticmethod
+    def text_reader(model, config: RankingConfig | None = None):
+        """The model whose text encoder reads names under `config` (default: the model's ranking): the model itself
+        ("model", or a model without prompts), else its frozen baseline."""
+        config = config or model.config.ranking
+        return model if config.text == "model" or not model.config.prompts.use_prompts else model.frozen_baseline()
 
     @property
     def dim_extra(self) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 from .gallery import Gallery
 from .index import BACKENDS
 from .model import SpLIP
+from .ranking import Ranker
 from .runtime import load_model, run_cli, use_all_cores
 
 
@@ -23,11 +24,13 @@ def photo_embedder(model: SpLIP, batch_size: int = 32):
 
 def open_gallery(model: SpLIP, folder: str | Path, cache_dir: str | Path | None = None, backend: str = "exact",
                  batch_size: int = 32, progress: bool = True, progress_callback=None) -> Gallery:
-    """Index `folder` with `model` through the on-disk embedding cache."""
+    """Index `folder` with `model` through the on-disk embedding cache, ranked as the model's ranking says."""
     cache = Path(cache_dir) if cache_dir else Path(folder) / ".splip-cache"
+    ranker = Ranker.of(model)
     return Gallery.from_folder(folder, photo_embedder(model, batch_size), model.fingerprint(),
                                model.config.inference_mode, cache_dir=cache, backend=backend, batch_size=batch_size,
-                               progress=progress, progress_callback=progress_callback)
+                               progress=progress, progress_callback=progress_callback,
+                               to_search=lambda vectors: ranker.vectors(vectors, "photo").numpy())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     use_all_cores()
     model = load_model(args.model, args.device, args.mode)
-    query = model.encode_sketch([args.sketch])
+    query = Ranker.of(model).vectors(model.encode_sketch([args.sketch]), "sketch")
     gallery = open_gallery(model, args.gallery, args.cache_dir, args.backend)
     hits = gallery.search(query[0].numpy(), args.top_k)
     if args.json:

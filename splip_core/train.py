@@ -103,12 +103,17 @@ def sample_class_subsets(labels: torch.Tensor, n_classes: int, k: int, generator
 
 def make_loss(model: SpLIP, seed: int = 0) -> SpLIPLoss:
     """The loss of `model.config.loss` over the model's seen classes: adaptive margins read the frozen CLIP's text
-    features of "a photo of a {c}", L_class's temperature defaults to the backbone's 1/logit_scale."""
+    features of "a photo of a {c}" (and L_class, with class_text "frozen", its text of every seen class in each
+    modality's template); L_class's temperature defaults to the backbone's 1/logit_scale."""
     c = model.config.loss
     classes = list(model.config.seen_classes)
-    margin_text = model.frozen_baseline().encode_text(classes, "photo") if c.adaptive_margin else None
+    frozen = model.frozen_baseline() if c.adaptive_margin or c.class_text == "frozen" else None
+    margin_text = frozen.encode_text(classes, "photo") if c.adaptive_margin else None
+    class_text = None
+    if c.use_class_loss and c.class_text == "frozen":
+        class_text = torch.stack([frozen.encode_text(classes, modality) for modality in ("sketch", "photo")])
     temperature = c.temperature or 1.0 / float(model.clip.logit_scale.exp())
-    return SpLIPLoss(c, margin_text, model.embed_dim, temperature, seed)
+    return SpLIPLoss(c, margin_text, model.embed_dim, temperature, seed, class_text)
 
 
 class TrainingStep:

