@@ -191,8 +191,11 @@ class RankingConfig:
     temperature: float = 0.1
     weight: float = 1.0
     seen_offset: float = 0.0
-    """Taken off a sketch's cosine to every seen class's name before the softmax (calibrated stacking): a backbone or
-    prompts trained on the seen classes' drawings pull an unseen concept's drawing toward the seen names."""
+    """Taken off a sketch's cosine to every seen name before the softmax (calibrated stacking): a backbone or prompts
+    trained on some concepts' drawings pull an unseen concept's drawing toward those concepts' names."""
+    seen_names: list[str] = field(default_factory=list)
+    """The names whose drawings trained the model (the prompts' seen classes, and a backbone's own pretraining
+    drawings): those `seen_offset` applies to. Empty: the seen classes."""
     agreement: str = "dot"
     """"dot": sum over names of p_sketch * p_photo; "sqrt": the Bhattacharyya coefficient sum sqrt(p_sketch * p_photo).
     Either is an inner product, so a search index ranks by it as by a cosine."""

@@ -61,7 +61,7 @@ class Ranker:
             raise ValueError("the names ranking needs a vocabulary (or seen classes) to read images into")
         reader = cls.text_reader(model, config)
         text = {m: reader.encode_text(names, m) for m in MODALITIES}
-        seen_keys = {class_key(c) for c in model.config.seen_classes}
+        seen_keys = {class_key(c) for c in config.seen_names or model.config.seen_classes}
         return cls(config, names, text, torch.tensor([class_key(n) in seen_keys for n in names]))
 
     @staticmethod

@@ -10,7 +10,7 @@ import torch
 from _builders import CFG, DOODLE_CFG, make_doodle_package, make_mini_packages
 
 from benchmarks.doodle import headline_rows
-from splip_core import SpLIP, SpLIPConfig
+from splip_core import RankingConfig, SpLIP, SpLIPConfig
 from splip_core.data import load_dataset
 from splip_core.evaluate import evaluate
 from splip_core.mini.build import HEADLINE, BuildConfig, ablations_for, build, results_markdown
@@ -87,18 +87,31 @@ def test_more_warm_restarts_continue_the_backbone_the_work_folder_holds(tmp_path
 
 
 @pytest.mark.slow
-def test_the_doodle_world_builds_end_to_end_on_a_fixture(tmp_path):
-    """The doodle world on generated packages: doodles are the measured sketches, the icon families a second domain,
-    the canvas is redrawn like a doodle, and ATTRIBUTION names Quick, Draw!. The fixture's reserved lines are not
-    JSON: a build that read one would fail."""
+def test_the_doodle_world_builds_end_to_end_on_a_fixture(tmp_path, monkeypatch):
+    """The doodle world v4 on generated packages: doodles are the measured sketches, the icon families a second
+    domain, the canvas is redrawn like a doodle, the backbone's pool holds the seen concepts' training doodles and no
+    other doodle of the world, the ranking through the names is chosen on validation and shipped, and ATTRIBUTION
+    names Quick, Draw!. The fixture's reserved lines are not JSON: a build that read one would fail."""
+    from splip_core.mini import pretrain
+
     packages, icon_map = make_mini_packages(tmp_path / "packages")
     make_doodle_package(packages)
+    pools, pool_class = [], pretrain.Pool
+    monkeypatch.setattr(pretrain, "Pool", lambda *a, **k: pools.append(pool_class(*a, **k)) or pools[-1])
     cfg = BuildConfig(seed=3, world=DOODLE_CFG, pretrain_steps=2, continue_steps=0, pretrain_batch_size=16,
                       train_overrides={"max_steps": 2, "batch_size": 8, "eval_every": 1, "epochs": 2},
                       ablations=("w/o LN tuning",), ablation_steps=1)
     report = build(tmp_path / "out", tmp_path / "work", cfg, packages=packages, icon_map=icon_map)
     out = tmp_path / "out"
+    split = json.loads((tmp_path / "work" / "world" / "split.json").read_text())
+    drawn = {c for c, _ in pools[0].doodle_sources}
+    assert set(split["seen"]) <= drawn and not drawn & {*split["val"], *split["unseen"]}
+    assert all(i < split["doodles"]["train"] for c, i in pools[0].doodle_sources if c in split["seen"])
     model = SpLIP.from_pretrained(out)
+    assert model.config.ranking == RankingConfig(**report["ranking_choice"]["ranking"])
+    assert report["ranking_frozen"]["candidates"] and report["ranking_choice"]["offsets"]
+    assert set(report["settings_cosine"]) == {"zs", "gzs", "gzs_seen"}
+    assert set(report["names_top1"]) == {"validation", "unseen", "seen"}
     assert model.config.sketch_pixels == 28
     assert {"zs", "seen", "gzs", "gzs_seen", "icons_zs", "icons_seen", "fg"} <= set(report["settings"])
     gallery = load_dataset("folder", out / "gallery")

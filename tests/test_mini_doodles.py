@@ -227,3 +227,27 @@ def test_concept_rank_counts_concepts_by_their_best_photo():
     assert result["concept_rank"].tolist() == [1, 3, NOT_IN_GALLERY]
     assert result["C@1"] == pytest.approx(1 / 3) and result["C@5"] == pytest.approx(2 / 3)
     assert result["per_query"]["C@5"].tolist() == [1.0, 1.0, 0.0]
+
+
+def test_the_ranking_is_chosen_on_validation_among_the_cosine_and_the_names_candidates(built):
+    """choose_ranking keeps every candidate's validation score, picks the best mix at the chosen offset, and the
+    offset by the harmonic mean of the GZS view's two sides (on a tiny random model: the bookkeeping, not the
+    quality)."""
+    from splip_core.mini.calibrate import OFFSETS, choose_ranking, drawn_names, vocabularies
+    from splip_core.tiny import tiny_model
+
+    root, split = built
+    model = tiny_model(seen_classes=[c.replace(" ", "_") for c in split["seen"]]).frozen_baseline()
+    categories = [*split["seen"], *split["val"], *split["unseen"], *split["doodles"]["pretrain_categories"]]
+    result = choose_ranking(model, root, split, vocabularies(split, categories), drawn_names(split))
+    candidates, chosen = result["candidates"], result["ranking"]
+    assert candidates[0]["method"] == "cosine" and {c["vocabulary"] for c in candidates} >= {"world", "quickdraw"}
+    at_offset = [c for c in candidates if c["seen_offset"] == chosen["seen_offset"]
+                 and (chosen["method"] == "names" or c["method"] == "cosine")]
+    best = max(at_offset, key=lambda c: c["val_mAP"])
+    assert {k: chosen[k] for k in ("method", "temperature", "weight", "agreement")} == {
+        k: best[k] for k in ("method", "temperature", "weight", "agreement")}
+    if chosen["method"] == "names":
+        assert [o["seen_offset"] for o in result["offsets"]] == list(OFFSETS)
+        assert chosen["seen_offset"] == max(result["offsets"], key=lambda o: o["harmonic"])["seen_offset"]
+        assert set(chosen["seen_names"]) == set(drawn_names(split))

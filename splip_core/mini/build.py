@@ -37,7 +37,7 @@ from ..names import folder_name
 from ..runtime import use_all_cores
 from ..train import TrainOptions, train
 from . import pretrain as pretrain_mod
-from .calibrate import choose_ranking
+from .calibrate import choose_ranking, drawn_names, vocabularies
 from .doodles import CREDIT as DOODLE_CREDIT
 from .doodles import PACKAGE as DOODLE_PACKAGE
 from .doodles import PIXELS, USABLE, fetch_doodles
@@ -210,11 +210,13 @@ def fit_and_validation(model: SpLIP, world_root: Path, split: dict, memo: dict |
             "training_fit": summary(evaluate(model, seen_train, "zs", max_queries=FIT_QUERIES, memo=memo))}
 
 
-def training_ranking(gate: dict, vocabulary: list[str]) -> dict:
-    """The ranking the prompts are validated under: the names ranking at the temperature and weight the frozen
-    backbone's validation doodles preferred (pretrain.names_gate); the prompts' own is chosen after training."""
-    return {"method": "names", "vocabulary": list(vocabulary), "temperature": gate["names_temperature"],
-            "weight": gate["names_weight"]}
+def frozen_ranking(backbone: Path, world_root: Path, split: dict, cfg: BuildConfig, categories: list[str],
+                   memo: dict) -> dict:
+    """The ranking the frozen backbone's validation doodles choose (calibrate.choose_ranking): what the prompts are
+    validated under while they train; theirs is chosen again after training."""
+    config, _ = prompt_run(backbone, load_dataset("folder", world_root / "train"), cfg, cfg.preset)
+    return choose_ranking(SpLIP(config).frozen_baseline(), world_root, split, vocabularies(split, categories),
+                          drawn_names(split), memo)
 
 
 def names_top1(model: SpLIP, world_root: Path, split: dict, test, vocabulary: list[str], memo: dict) -> dict:
@@ -442,15 +444,20 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
     _timed(report, "pretrain", started)
 
     started = time.perf_counter()
-    vocabulary = doodle_categories(doodle_root) if doodles else [*split["seen"], *split["val"], *split["unseen"]]
-    ranking = {"ranking": training_ranking(report["gate_a"], vocabulary)} if cfg.names_ranking else {}
+    memo: dict = {}  # every evaluation below shares the features of the files it has already encoded
+    categories = doodle_categories(doodle_root) if doodles else []
+    names_ranking = cfg.names_ranking and doodles  # chosen on the validation doodles: a doodle world's
+    ranking = {}
+    if names_ranking:
+        report["ranking_frozen"] = frozen_ranking(named, world_root, split, cfg, categories, memo)
+        ranking = {"ranking": report["ranking_frozen"]["ranking"]}
     r_stamp = _digest(stamp, stamps[-1], prompt_recipe(cfg.preset), cfg.train_overrides,  # changed data or recipe:
                       *([ranking] if ranking else ()))  # anew
     model, history = train_prompts(named, world_root, work / "runs" / f"full-{r_stamp}", cfg, cfg.preset, ranking)
     report["training"] = history
-    memo: dict = {}  # every evaluation below shares the features of the files it has already encoded
-    if cfg.names_ranking:
-        report["ranking_choice"] = choose_ranking(model, world_root, split, vocabulary, memo)
+    if names_ranking:
+        report["ranking_choice"] = choose_ranking(model, world_root, split, vocabularies(split, categories),
+                                                  drawn_names(split), memo)
         model.config = model.config.replace(ranking=RankingConfig(**report["ranking_choice"]["ranking"]))
     report.update(fit_and_validation(model, world_root, split, memo))
     _timed(report, "train_prompts", started)
@@ -481,7 +488,7 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
                                                             ranking=RankingConfig()))
                                      for setting, data, name, queries in runs if name in COSINE_ROWS}
     if doodles:
-        report["names_top1"] = names_top1(model, world_root, split, test, vocabulary, memo)
+        report["names_top1"] = names_top1(model, world_root, split, test, categories, memo)
     report["seen"], report["unseen"] = test.seen, test.unseen
     if doodles:
         report["queries"] = ("The sketches are real Quick, Draw! doodles (Google, CC BY 4.0) of players never seen in "

@@ -33,10 +33,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..config import RankingConfig
 from ..names import folder_name
 from ..preprocess import flatten_alpha
-from ..ranking import search_vectors
 from ..towers import run_text
 from . import render
 from .doodles import read_bitmaps
@@ -350,32 +348,17 @@ def mean_average_precision(sims: torch.Tensor, q_labels: torch.Tensor, g_labels:
     return ap.mean().item()
 
 
-NAMES_GRID = tuple((t, w) for t in (0.02, 0.05, 0.1) for w in (1.0, 3.0, 10.0))  # (temperature, weight)
-
-
 def names_gate(model, tokenizer, split: dict, val: tuple, unseen: tuple) -> dict:
-    """The frozen backbone through the concept names (splip_core/ranking.py): each doodle's top-1 over the whole
-    vocabulary (every world concept and pretraining category), and the validation doodles' mAP@all ranked through the
-    names at the best (temperature, weight) of NAMES_GRID; the unseen doodles' at that same choice, reported only.
-    `val`, `unseen`: (doodle features, labels, photo features, labels, the concepts the labels index)."""
+    """Does the frozen backbone read a doodle as its concept's name? Each doodle's top-1 over the whole vocabulary
+    (every world concept and pretraining category), the validation and the unseen doodles. `val`, `unseen`: (doodle
+    features, labels, the concepts the labels index)."""
     vocab = split["seen"] + split["val"] + split["unseen"] + split.get("doodles", {}).get("pretrain_categories", [])
-    text = {m: F.normalize(model.encode_text(tokenizer([f"a {m} of a {c}." for c in vocab])), dim=-1)
-            for m in ("sketch", "photo")}
+    text = F.normalize(model.encode_text(tokenizer([f"a sketch of a {c}." for c in vocab])), dim=-1)
     out = {}
-    for name, (q, q_lab, _, _, concepts) in (("val", val), ("unseen", unseen)):
+    for name, (q, q_lab, concepts) in (("val", val), ("unseen", unseen)):
         target = torch.tensor([vocab.index(concepts[i]) for i in q_lab.tolist()])
-        out[f"{name}_doodle_vocab_top1"] = round(((q @ text["sketch"].T).argmax(1) == target).float().mean().item(), 4)
-
-    def names_map(part, t, w):
-        q, q_lab, g, g_lab, _ = part
-        cfg = RankingConfig(method="names", temperature=t, weight=w)
-        return mean_average_precision(search_vectors(q, text["sketch"], cfg) @ search_vectors(g, text["photo"], cfg).T,
-                                      q_lab, g_lab)
-
-    scores = {choice: names_map(val, *choice) for choice in NAMES_GRID}
-    best = max(scores, key=scores.get)
-    return {**out, "val_doodle_photo_map_all_names": round(scores[best], 4), "names_temperature": best[0],
-            "names_weight": best[1], "unseen_doodle_photo_map_all_names": round(names_map(unseen, *best), 4)}
+        out[f"{name}_doodle_vocab_top1"] = round(((q @ text.T).argmax(1) == target).float().mean().item(), 4)
+    return out
 
 
 @torch.no_grad()
@@ -416,8 +399,8 @@ def gate(model_dir: Path, data: Path) -> dict:
         v_text = F.normalize(model.encode_text(tokenizer([f"a sketch of a {c}." for c in split["val"]])), dim=-1)
         by_domain["val_doodle_photo_map_all"] = round(mean_average_precision(vs @ vp.T, v_lab, vp_lab), 4)
         by_domain["val_doodle_text_top1"] = round(((vs @ v_text.T).argmax(1) == v_lab).float().mean().item(), 4)
-        by_domain.update(names_gate(model, tokenizer, split, (vs, v_lab, vp, vp_lab, split["val"]),
-                                    (sk[doodle], s_lab[doodle], ph, p_lab, split["unseen"])))
+        by_domain.update(names_gate(model, tokenizer, split, (vs, v_lab, split["val"]),
+                                    (sk[doodle], s_lab[doodle], split["unseen"])))
     # the ceiling: each unseen concept's pretraining colour art, flattened on white, as the query
     c_paths = [p for p in sorted((data / "pretrain").glob("*/*.png")) if p.parent.name in unseen]
     c_lab = torch.tensor([unseen[p.parent.name] for p in c_paths])
