@@ -77,12 +77,12 @@ def canvas_image(value, pixels: int | None = None) -> Image.Image | None:
     return drawn_sketch(image, pixels=pixels)
 
 
-def example_canvas(example: Example, size: int = CANVAS_SIZE) -> dict:
-    """An example sketch as an image editor's value: scaled to fit a white `size` square, as the background."""
+def example_canvas(example: Example, size: int = CANVAS_SIZE) -> Image.Image:
+    """An example sketch as an uploaded sketch: scaled to fit a white `size` square."""
     sketch = ImageOps.contain(load_image(example.path), (size, size))
     canvas = Image.new("RGB", (size, size), "white")
     canvas.paste(sketch, ((size - sketch.width) // 2, (size - sketch.height) // 2))
-    return {"background": canvas, "layers": [], "composite": canvas}
+    return canvas
 
 
 def is_drawing(sketch) -> bool:

@@ -30,9 +30,9 @@ ANALYTICS_EVERY = 100
 os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", str(ANALYTICS_EVERY))
 SETTING_CHOICES = [("ZS: unseen categories only", "ZS"), ("GZS: all categories", "GZS"),
                    ("FG: photos of one category, instance by instance", "FG")]
-BRUSH = gr.Brush(colors=["#000000"], color_mode="fixed", default_size=6)
 Strokes = list[list[list[float]]]
 Sketch = Strokes | dict | EditorData  # what `/search` takes: strokes, a Quick, Draw! record, or an image
+DRAW = "Draw"  # the canvas's tab; the other way in is "Upload a sketch"
 LIVE = {"trigger_mode": "always_last", "concurrency_id": "search", "concurrency_limit": SEARCH_CONCURRENCY,
         "api_visibility": "private", "show_progress": "minimal"}
 
@@ -70,16 +70,20 @@ class Page:
 
     def on_upload(self, image, setting: str, k: int, category: str | None, visit: Visit,
                   request: gr.Request) -> dict:
-        """A sketch uploaded (or drawn over) in the image editor: search it."""
+        """A sketch uploaded in the image editor: search it."""
         return self._show(image, setting, k, category, replace(visit, source=UPLOAD), request, edited=True)
+
+    def on_way_in(self, visit: Visit, evt: gr.SelectData) -> dict:
+        """The Draw or the Upload a sketch tab chosen: the Search button searches what it shows."""
+        return {self.visit: replace(visit, source=STROKES if evt.value == DRAW else UPLOAD)}
 
     def on_search(self, drawing, image, setting: str, k: int, category: str | None, visit: Visit,
                   request: gr.Request) -> dict:
-        """The Search button, or a new setting, k or category: search again what was searched last."""
+        """The Search button, or a new setting, k or category: search the chosen way in's drawing or image."""
         return self._show(drawing if visit.source == STROKES else image, setting, k, category, visit, request)
 
     def on_example(self, visit: Visit, evt: gr.SelectData) -> dict:
-        """An example sketch clicked: it goes into the image editor, its category is named and its photo starred."""
+        """An example sketch clicked: it goes into Upload a sketch, its category is named and its photo starred."""
         example = self.state.examples[evt.index]
         return {self.upload: handlers.example_canvas(example), self.category: display_name(example.label),
                 self.visit: replace(visit, instance=example.instance, source=UPLOAD),
@@ -103,7 +107,7 @@ class Page:
         view = handlers.search_view(self.state, sketch, setting, k, category, visit, galleries.key_for(session),
                                     edited)  # by session, not the State: a State Gradio evicted cannot hide it
         if not self.latest.is_latest(session, ticket):  # a newer search of this visitor has started: drop this one
-            return {}
+            return {self.results: gr.skip()}  # (an empty dict would read as one output's value)
         shown = {self.results: view.results, self.baseline: view.baseline, self.guess: view.guess,
                  self.message: view.message, self.summary: view.summary, self.early: view.early,
                  self.visit: view.visit}  # the State set again: its time to live restarts
@@ -161,15 +165,14 @@ class Page:
         with gr.Row():
             with gr.Column(scale=2, min_width=340):
                 with gr.Tabs() as self.ways_in:
-                    with gr.Tab("Draw", id="draw"):
+                    with gr.Tab(DRAW, id="draw"):
                         self.canvas = sketchpad(elem_id="sketchpad")
                         gr.Markdown("Draw with the mouse, a pen or a finger: the photos update after every stroke. "
                                     "**Undo** (or Ctrl+Z) takes the last stroke back.", elem_classes="tool-hint")
                     with gr.Tab("Upload a sketch", id="upload-sketch"):
-                        self.upload = gr.ImageEditor(None, type="pil", image_mode="RGBA", canvas_size=(512, 512),
-                                                     brush=BRUSH, layers=False, height=560, elem_id="upload-sketch",
-                                                     sources=("upload", "clipboard"),
-                                                     label="A photo or scan of a drawing on paper")
+                        self.upload = gr.Image(None, type="pil", image_mode="RGBA", height=520,
+                                               sources=("upload", "clipboard", "webcam"), elem_id="upload-sketch",
+                                               label="A photo or scan of a drawing on paper")
                 self.search_button = gr.Button("Search", variant="primary", elem_id="search-button")
                 self.setting = gr.Radio(SETTING_CHOICES, value="GZS", label="Gallery", elem_id="setting")
                 self.top_k = gr.Slider(1, MAX_K, value=state.top_k, step=1, label="top-k", elem_id="top-k")
@@ -221,7 +224,8 @@ class Page:
         shown = [self.results, self.baseline, self.guess, self.message, self.summary, self.early, self.category,
                  self.visit]
         self.canvas.input(self.on_drawing, [self.canvas, *asked], shown, **LIVE)
-        gr.on([self.upload.upload, self.upload.input], self.on_upload, [self.upload, *asked], shown, **LIVE)
+        self.upload.upload(self.on_upload, [self.upload, *asked], shown, **LIVE)
+        self.ways_in.select(self.on_way_in, self.visit, self.visit, api_visibility="private")
         searched = [self.canvas, self.upload, *asked]
         gr.on([self.search_button.click, self.setting.input, self.top_k.release, self.category.input],
               self.on_search, searched, shown, **LIVE)

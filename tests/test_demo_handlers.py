@@ -317,8 +317,8 @@ def test_examples_cover_seen_and_unseen_with_their_fg_pair(state):
     assert examples["guitar"].status == "unseen" and examples["guitar"].instance == "gui0"
     assert examples["cat"].caption == "cat · seen"
     value = handlers.example_canvas(examples["cat"])
-    assert value["background"].size == (512, 512) and canvas_image(value) is not None
-    ys, _ = np.nonzero(np.asarray(value["background"].convert("L")) < 128)
+    assert value.size == (512, 512) and canvas_image(value) is not None
+    ys, _ = np.nonzero(np.asarray(value.convert("L")) < 128)
     assert ys.max() - ys.min() > 300  # the small sketch is scaled up to fill the canvas
     assert len(find_examples(Path(examples["cat"].path).parent.parent, state.split, per_group=1)) == 2
 
