@@ -144,31 +144,45 @@ def fg_label(space: SearchSpace, category: str | None, guess: list[tuple[str, fl
 def search(state: DemoState, space: SearchSpace, image: Image.Image, setting: str, k: int,
            category: str | None = None, baseline: bool = True) -> Outcome:
     """Encode the sketch with SpLIP (and, with `baseline`, the frozen CLIP) and rank the setting's view of the gallery:
-    what the page shows and what the API returns both come from here.
+    what the page shows and what the API returns both come from here. The sketch is preprocessed once for both
+    models (they share CLIP's transform); without `baseline` nothing is computed for the baseline column."""
+    pixels = state.model.preprocess(image)
+    features = state.model.encode_sketch(pixels)
+    return rank(state, space, features, state.baseline.encode_sketch(pixels) if baseline else None, setting, k,
+                category)
 
-    The sketch is preprocessed once for both models (they share CLIP's transform). The category guess reuses the
-    SpLIP query. FG ranks the photos of `category` (when the gallery has it), else of the best guessed category it
-    has. Without `baseline` the outcome's baseline list is empty and nothing is computed for it.
-    """
+
+def rank(state: DemoState, space: SearchSpace, features, baseline_features, setting: str, k: int,
+         category: str | None = None) -> Outcome:
+    """The setting's view of the gallery ranked for a sketch's SpLIP features (and the baseline's, when given; else
+    the outcome's baseline list is empty). The category guess reuses the SpLIP features. FG ranks the photos of
+    `category` (when the gallery has it), else of the best guessed category it has."""
     if setting not in SETTINGS:
         raise BadQuery(f"setting must be one of {', '.join(SETTINGS)}, not {setting!r}")
     k = max(1, min(int(k), MAX_K))
-    pixels = state.model.preprocess(image)
-    features = state.model.encode_sketch(pixels)
+    baseline = baseline_features is not None
     query = state.rankers[0].vectors(features, "sketch").numpy()[0]
-    query_base = state.rankers[1].vectors(state.baseline.encode_sketch(pixels), "sketch").numpy()[0] \
-        if baseline else None
+    query_base = state.rankers[1].vectors(baseline_features, "sketch").numpy()[0] if baseline else None
     guess = guess_categories(space, features.numpy()[0]) if baseline or setting == "FG" else []
     splip, base, note = space.view(setting, fg_label(space, category, guess) if setting == "FG" else None)
     label = space.label_for(category) if category and baseline and setting != "FG" else None
-    rank = splip.concept_rank(query, label) if label is not None else None
-    ranks = None if rank is None else {"SpLIP": rank, "CLIP": base.concept_rank(query_base, label),
-                                       "categories": len(splip.labels)}
+    concept = splip.concept_rank(query, label) if label is not None else None
+    ranks = None if concept is None else {"SpLIP": concept, "CLIP": base.concept_rank(query_base, label),
+                                          "categories": len(splip.labels)}
     return Outcome(splip.search(query, k), base.search(query_base, k) if baseline else [], guess, note, ranks)
 
 
+def api_rows(space: SearchSpace, hits: list[Hit]) -> list[dict]:
+    """Ranked photos as the API answers them: {rank, photo (its path in the gallery), category, score, seen}."""
+    return [{"rank": rank, "photo": space.relative(hit.path), "category": None if hit.label is None
+             else display_name(hit.label), "score": round(hit.score, 4),
+             "seen": None if hit.label is None else space.status(hit.label) == "seen"}
+            for rank, hit in enumerate(hits, 1)]
+
+
 def api_search(state: DemoState, sketch, setting: str = "GZS", k: int | None = None) -> list[dict]:
-    """The `/search` endpoint: the ranked photos of the app's gallery as plain data; [] for a blank sketch.
+    """The `/search` endpoint: the ranked photos of the app's gallery as plain data (`api_rows`); [] for a blank
+    sketch.
 
     `sketch` is a drawing as strokes (what the page sends; a downloaded Quick, Draw! ndjson record too) or an
     image. Only what the answer holds is computed: the SpLIP query and its top-k (no baseline column, no guess
@@ -182,12 +196,8 @@ def api_search(state: DemoState, sketch, setting: str = "GZS", k: int | None = N
         return []
     if state.space is None:
         raise BadQuery(state.gallery_note)
-    space = state.space
-    outcome = search(state, space, image, setting, state.top_k if k is None else k, baseline=False)
-    return [{"rank": rank, "photo": space.relative(hit.path), "category": None if hit.label is None
-             else display_name(hit.label), "score": round(hit.score, 4),
-             "seen": None if hit.label is None else space.status(hit.label) == "seen"}
-            for rank, hit in enumerate(outcome.splip, 1)]
+    outcome = search(state, state.space, image, setting, state.top_k if k is None else k, baseline=False)
+    return api_rows(state.space, outcome.splip)
 
 
 class LatestOnly:

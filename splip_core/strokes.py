@@ -91,16 +91,25 @@ def read_strokes(drawing) -> list[np.ndarray]:
     return [_numbers(rows, number)[:2].T for number, rows in enumerate(strokes, 1)]
 
 
-def _resample(points: np.ndarray, spacing: float) -> np.ndarray:
-    """Points every `spacing` along the polyline, its last point kept."""
-    steps = np.hypot(*np.diff(points, axis=0).T)
+def _resample(strokes: Sequence[np.ndarray], spacing: float) -> list[np.ndarray]:
+    """Every stroke as points every `spacing` along its polyline, its last point kept (a stroke of no length: its
+    first point). All strokes in one pass: they are laid end to end on one arc-length axis, a gap between them,
+    and interpolated at once (per stroke, numpy's calls would cost more than their arithmetic)."""
+    every = np.concatenate(strokes)
+    sizes = np.array([len(s) for s in strokes])
+    ends = np.cumsum(sizes)
+    steps = np.hypot(*np.diff(every, axis=0).T)
+    steps[ends[:-1] - 1] = 2 * spacing  # the jump to the next stroke: a gap no sample falls into
     along = np.concatenate([[0.0], np.cumsum(steps)])
-    if along[-1] == 0:
-        return points[:1]
-    at = np.arange(0.0, along[-1], spacing)
-    if along[-1] - at[-1] > 1e-9:
-        at = np.append(at, along[-1])
-    return np.stack([np.interp(at, along, points[:, 0]), np.interp(at, along, points[:, 1])], axis=1)
+    start = along[ends - sizes]
+    length = along[ends - 1] - start
+    counts = np.maximum(1, np.ceil(length / spacing)).astype(int)
+    counts += length - (counts - 1) * spacing > 1e-9  # the last point, unless a sample already sits on it
+    stroke = np.repeat(np.arange(len(strokes)), counts)
+    step = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    at = start[stroke] + np.minimum(step * spacing, length[stroke])
+    points = np.stack([np.interp(at, along, every[:, 0]), np.interp(at, along, every[:, 1])], axis=1)
+    return np.split(points, np.cumsum(counts)[:-1])
 
 
 def _ramer_douglas_peucker(points: np.ndarray, epsilon: float) -> np.ndarray:
@@ -146,8 +155,8 @@ def simplify_strokes(strokes: Sequence[np.ndarray]) -> list[np.ndarray]:
     low = every.min(axis=0)
     extent = float((every.max(axis=0) - low).max())
     scale = SIMPLIFIED_SIDE / extent if extent > 0 else 0.0
-    return [np.rint(_ramer_douglas_peucker(_resample((s - low) * scale, RESAMPLE_SPACING), RDP_EPSILON)).astype(int)
-            for s in strokes]
+    resampled = _resample([(s - low) * scale for s in strokes], RESAMPLE_SPACING)
+    return [np.rint(_ramer_douglas_peucker(s, RDP_EPSILON)).astype(int) for s in resampled]
 
 
 def _draw(simplified: Sequence[np.ndarray], side: int, to_pixels, width: float, supersample: int) -> Image.Image:

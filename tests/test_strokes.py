@@ -64,10 +64,13 @@ def test_simplification_aligns_scales_resamples_and_simplifies():
 
 
 def test_strokes_are_resampled_every_pixel_keeping_their_last_point():
-    points = _resample(np.array([[0.0, 0.0], [3.0, 4.0], [3.0, 6.5]]), 1.0)
-    steps = np.hypot(*np.diff(points, axis=0).T)
-    assert len(points) == 9 and np.allclose(steps[:-1], 1.0) and steps[-1] == pytest.approx(0.5)
-    assert points[-1].tolist() == [3.0, 6.5] and points[4].tolist() == pytest.approx([2.4, 3.2])
+    """All strokes at once, each on its own: a 3-4-5 triangle's legs, a dot, and a stroke ending on a sample."""
+    legs, dot, exact = _resample([np.array([[0.0, 0.0], [3.0, 4.0], [3.0, 6.5]]), np.array([[9.0, 9.0]] * 2),
+                                  np.array([[0.0, 0.0], [2.0, 0.0]])], 1.0)
+    steps = np.hypot(*np.diff(legs, axis=0).T)
+    assert len(legs) == 9 and np.allclose(steps[:-1], 1.0) and steps[-1] == pytest.approx(0.5)
+    assert legs[-1].tolist() == [3.0, 6.5] and legs[4].tolist() == pytest.approx([2.4, 3.2])
+    assert dot.tolist() == [[9.0, 9.0]] and exact.tolist() == [[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]]
 
 
 @pytest.mark.parametrize("drawing, message", [
