@@ -57,8 +57,8 @@ def canvas_image(value, pixels: int | None = None) -> Image.Image | None:
     """The drawing as an RGB image on white, cropped to its strokes (or, with `pixels`, redrawn as a doodle bitmap
     that size, as the model's `sketch_pixels` asks), or None for an empty or blank canvas.
 
-    `value` is the Sketchpad's dict (its `composite`, else `background` under `layers`) or an image / path.
-    Raises InvalidImageError for something that is not a usable image.
+    `value` is an image editor's dict as the API takes it (its `composite`, else `background` under `layers`) or an
+    image / path. Raises InvalidImageError for something that is not a usable image.
     """
     if value is None:
         return None
@@ -146,6 +146,8 @@ def search(state: DemoState, space: SearchSpace, image: Image.Image, setting: st
     """Encode the sketch with SpLIP (and, with `baseline`, the frozen CLIP) and rank the setting's view of the gallery:
     what the page shows and what the API returns both come from here. The sketch is preprocessed once for both
     models (they share CLIP's transform); without `baseline` nothing is computed for the baseline column."""
+    if setting not in SETTINGS:
+        raise BadQuery(f"setting must be one of {', '.join(SETTINGS)}, not {setting!r}")
     pixels = state.model.preprocess(image)
     features = state.model.encode_sketch(pixels)
     return rank(state, space, features, state.baseline.encode_sketch(pixels) if baseline else None, setting, k,
@@ -156,9 +158,8 @@ def rank(state: DemoState, space: SearchSpace, features, baseline_features, sett
          category: str | None = None) -> Outcome:
     """The setting's view of the gallery ranked for a sketch's SpLIP features (and the baseline's, when given; else
     the outcome's baseline list is empty). The category guess reuses the SpLIP features. FG ranks the photos of
-    `category` (when the gallery has it), else of the best guessed category it has."""
-    if setting not in SETTINGS:
-        raise BadQuery(f"setting must be one of {', '.join(SETTINGS)}, not {setting!r}")
+    `category` (when the gallery has it), else of the best guessed category it has. `setting` is one of SETTINGS
+    (`search` checks it before encoding anything)."""
     k = max(1, min(int(k), MAX_K))
     baseline = baseline_features is not None
     query = state.rankers[0].vectors(features, "sketch").numpy()[0]

@@ -590,3 +590,27 @@ def test_early_markdown_marks_the_top_5_and_says_since_when():
     assert "SpLIP 9 → **4** → 7 → **2** → **1** · CLIP 40 → 22 → 9 → **5** → **3**" in text
     assert text.endswith("In SpLIP's top 5 since stroke 4.")
     assert early_markdown(None) == ""
+
+
+def test_the_page_handlers_answer_with_the_components_they_update(state):
+    """One Visit in, the components to update out (a dict keyed by component), the same search behind them."""
+    from types import SimpleNamespace
+
+    from demo.handlers import STROKES, UPLOAD
+    from demo.ui import Page
+
+    page = Page(state)
+    page.build()
+    request = SimpleNamespace(session_hash="page-test")
+    shown = page.on_drawing(strokes(2), "GZS", 4, "cat", Visit(instance="cat0"), request)
+    assert set(shown) == {page.results, page.baseline, page.guess, page.message, page.summary, page.early, page.visit}
+    visit = shown[page.visit]
+    assert visit.source == STROKES and visit.instance is None and [r["strokes"] for r in visit.trace["ranks"]] == [2]
+    assert [p for p, _ in shown[page.results]] == [p for p, _ in search_view(state, strokes(2), "GZS", 4).results]
+    cleared = page.on_drawing([], "GZS", 4, "cat", visit, request)
+    assert cleared[page.category] is None and cleared[page.message] == HINT and cleared[page.visit].trace is None
+    upload = page.on_way_in(visit, SimpleNamespace(value="Upload a sketch"))[page.visit]
+    drawing_again = page.on_way_in(upload, SimpleNamespace(value="Draw"))[page.visit]
+    assert upload.source == UPLOAD and drawing_again.source == STROKES
+    blank = page.on_search(strokes(2), None, "GZS", 4, None, upload, request)  # the open tab's way in: no image yet
+    assert blank[page.message] == HINT and blank[page.results] == []
