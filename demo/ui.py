@@ -70,7 +70,7 @@ class Page:
 
     def on_upload(self, image, setting: str, k: int, category: str | None, visit: Visit,
                   request: gr.Request) -> dict:
-        """A sketch uploaded in the image editor: search it."""
+        """A photo or scan of a drawing uploaded in Upload a sketch: search it."""
         return self._show(image, setting, k, category, replace(visit, source=UPLOAD), request, edited=True)
 
     def on_way_in(self, visit: Visit, evt: gr.SelectData) -> dict:
@@ -117,6 +117,7 @@ class Page:
     # the Your gallery tab
     def on_index(self, uploaded, visit: Visit, request: gr.Request,
                  progress=gr.Progress()) -> dict:  # noqa: B008 (Gradio's progress bar)
+        """Photos or a .zip uploaded: index them as this tab's own gallery, held until its visit ends."""
         key, report = handlers.index_upload(self.state, uploaded, lambda f, d: progress(f, desc=d),
                                             request.session_hash or "")
         if key is None:
@@ -127,6 +128,7 @@ class Page:
                                                                                    value=None)}
 
     def on_reset(self, visit: Visit, request: gr.Request) -> dict:
+        """Back to the app's gallery: the visitor's own is dropped now, not at expiry."""
         galleries = self.state.user_spaces
         galleries.drop(galleries.key_for(request.session_hash or ""), reason="")  # chosen: nothing to report
         space = self.state.space
