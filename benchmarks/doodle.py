@@ -1,20 +1,23 @@
-"""Doodle benchmark: do mouse doodles drawn on the demo's canvas find photos of the thing drawn?
+"""Doodle benchmark: do mouse doodles drawn on the demo's page find photos of the thing drawn?
 
 python -m benchmarks.doodle --model weights/mini [--mode faithful|fast] [--threads 1] [--json OUT] [--save-png DIR]
 
-Each doodle of `benchmarks/doodles.json` (strokes of [x, y] points on the 512x512 Sketchpad) is rendered as the
-canvas draws it (black round-capped lines of the brush width on white; `--canvas-side` scales the strokes and the
-brush to another canvas, to measure one), flattened and cropped to its ink as the demo does (redrawn as a doodle
-bitmap when the model asks, `sketch_pixels`), and searched in the GZS gallery (every photo under
-`<model>/gallery/photo/<concept>/`) by SpLIP and by its frozen CLIP baseline, each ranking photos as the model's
-`config.ranking` says (the demo's ranking; `--ranking cosine`: the paper's cosine).
-Reported: photo-level hit@1/@5 (the doodle's concept is the concept of one of the top-k photos) and concept-level
-hit@1/@5 (concepts ranked by their best photo's score). Doodles of a concept with no gallery folder count as misses
-and are listed as missing concepts.
+Each doodle of `benchmarks/doodles.json` (strokes of [x, y] points on the 512x512 canvas) becomes a query two ways,
+in the same run: the stroke path, what the page sends now (the strokes as Quick, Draw! `[[xs, ys], ...]` through
+`splip_core.stroke_sketch`, simplified and drawn like the dataset's bitmaps), and the canvas path, what it sent
+before (the strokes drawn as the canvas draws them, black round-capped lines of the brush width on white, then
+flattened and cropped to the ink or redrawn as a doodle bitmap from the pixels; `--canvas-side` scales the strokes
+and the brush to another canvas). Either is redrawn as a doodle bitmap when the model asks (`sketch_pixels`) and
+searched in the GZS gallery (every photo under `<model>/gallery/photo/<concept>/`) by SpLIP and by its frozen CLIP
+baseline, each ranking photos as the model's `config.ranking` says (the demo's ranking; `--ranking cosine`: the
+paper's cosine). Reported per path: photo-level hit@1/@5 (the doodle's concept is the concept of one of the top-k
+photos) and concept-level hit@1/@5 (concepts ranked by their best photo's score), concept top-5 with its
+concept-clustered 95% CI. Doodles of a concept with no gallery folder count as misses and are listed.
 
 Early retrieval: each doodle is replayed stroke by stroke and searched after every stroke; the rank of its concept
 per prefix gives m@A (area under the ranking-percentile curve) and m@B (area under the 1/rank curve) of Bhunia et
 al., "Sketch Less for More" (CVPR 2020), over concepts (docs/EARLY_RETRIEVAL.md), and "strokes until top-5".
+SpLIP - frozen per path and strokes - canvas per model, doodle by doodle, come with concept-clustered 95% CIs.
 """
 
 from __future__ import annotations
@@ -24,14 +27,14 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from splip_core import SpLIP
+from splip_core import SpLIP, stroke_sketch
 from splip_core.config import RankingConfig
 from splip_core.gallery import Gallery
 from splip_core.metrics import format_difference, paired_bootstrap
@@ -44,11 +47,19 @@ REPO = Path(__file__).resolve().parents[1]
 
 DOODLES = Path(__file__).with_name("doodles.json")
 KS = (1, 5)
+PATHS = ("strokes", "canvas")
+Query = Callable[[Sequence[Sequence[Sequence[int]]]], Image.Image | None]  # a doodle's first strokes -> its query
 
 
 def load_doodles(path: str | os.PathLike = DOODLES) -> dict:
     """The doodle file as a dict: about, canvas (side in px), brush (width in px), doodles."""
     return json.loads(Path(path).read_text())
+
+
+def as_drawing(strokes: Sequence[Sequence[Sequence[int]]]) -> list[list[list[int]]]:
+    """A doodle's strokes (lists of [x, y] points) as a Quick, Draw! drawing, [[xs, ys], ...]: what the page
+    sends after each stroke (without its timestamps)."""
+    return [[[x for x, _ in stroke], [y for _, y in stroke]] for stroke in strokes]
 
 
 def render(strokes: Sequence[Sequence[Sequence[int]]], canvas: int = 512, brush: int = 6) -> Image.Image:
@@ -96,7 +107,8 @@ def hit_rates(rankings: Sequence[Sequence[str]], truths: Sequence[str], ks: Sequ
 
 
 def evaluate(model: SpLIP, ranker: Ranker, sketches: list[Image.Image], gallery: Gallery, truths: list[str]) -> dict:
-    """Hit rates of one model: photo level (labels of the top photos) and concept level (best photo per concept)."""
+    """Hit rates of one model: photo level (labels of the top photos) and concept level (best photo per concept),
+    and each query's concept top-5 hit (for CIs)."""
     queries = ranker.vectors(model.encode_sketch(sketches), "sketch").numpy()
     scores = queries @ gallery.vectors.T
     labels = [item.label for item in gallery.items]
@@ -106,6 +118,7 @@ def evaluate(model: SpLIP, ranker: Ranker, sketches: list[Image.Image], gallery:
         "photo_hit": hit_rates(photo_rankings, truths),
         "concept_hit": hit_rates(concept_rankings, truths),
         "top3": [r[:3] for r in concept_rankings],
+        "concept_top5": [float(t in r[:5]) for r, t in zip(concept_rankings, truths, strict=True)],
     }
 
 
@@ -135,16 +148,16 @@ def strokes_until(ranks: Sequence[int], k: int = 5) -> int | None:
     return first
 
 
-def prefix_ranks(model: SpLIP, ranker: Ranker, doodles: Sequence[dict], spec: dict, gallery: Gallery,
-                 pixels: int | None, side: int = 512) -> list[list[int]]:
-    """For each doodle, the rank of its concept after each stroke, searched as the demo searches a canvas and ranked
-    as the demo's live strip ranks it (`Gallery.concept_rank`); a concept the gallery lacks ranks past the last."""
+def prefix_ranks(model: SpLIP, ranker: Ranker, doodles: Sequence[dict], gallery: Gallery,
+                 query: Query) -> list[list[int]]:
+    """For each doodle, the rank of its concept after each stroke, its first strokes made a query by `query` and
+    ranked as the demo's live strip ranks it (`Gallery.concept_rank`); a concept the gallery lacks, or a first
+    stroke the canvas path reads as blank, ranks past the last."""
     missing = len(gallery.labels) + 1
     out = []
     for doodle in doodles:
         strokes = doodle["strokes"]
-        sketches = [canvas_to_sketch(drawn(strokes[:i], spec, side), pixels)
-                    for i in range(1, len(strokes) + 1)]
+        sketches = [query(strokes[:i]) for i in range(1, len(strokes) + 1)]
         kept = [s for s in sketches if s is not None]  # a first stroke of a few pixels can read as blank
         ranks = [gallery.concept_rank(vector, folder_name(doodle["concept"])) or missing
                  for vector in ranker.vectors(model.encode_sketch(kept), "sketch").numpy()]
@@ -175,11 +188,12 @@ def early_retrieval(ranks: dict[str, list[list[int]]], concepts: Sequence[str], 
     return report
 
 
-def headline_rows(report: dict) -> list[str]:
-    """The README's early-retrieval rows of a `--json` report, in the columns of the results table (frozen, SpLIP,
+def headline_rows(report: dict, path: str = "strokes") -> list[str]:
+    """The README's early-retrieval rows of a `--json` report (one path of it; a report from before the stroke
+    path has only the canvas's, at its top level), in the columns of the results table (frozen, SpLIP,
     SpLIP - frozen [95% CI], chance, drawings; %). Chance: a random ranking of the G gallery concepts, whose
     percentile averages 1/2 and whose reciprocal rank averages H_G / G."""
-    early, n = report["early_retrieval"], report["n_gallery_concepts"]
+    early, n = report.get("paths", {path: report})[path]["early_retrieval"], report["n_gallery_concepts"]
     chance = {"m@A": 0.5, "m@B": sum(1 / r for r in range(1, n + 1)) / n}
     rows = []
     for metric in ("m@A", "m@B"):
@@ -194,6 +208,78 @@ def _mean_ci(values: np.ndarray, concepts: Sequence[str], boot: int) -> dict:
     return {"mean": ci["mean_difference"], "ci_low": ci["ci_low"], "ci_high": ci["ci_high"]}
 
 
+def queries(path: str, spec: dict, side: int, pixels: int | None) -> Query:
+    """How a doodle's first strokes become a query on `path`: "strokes", as the page sends them now, or "canvas",
+    drawn on a `side`-px canvas as the page sent it before."""
+    if path == "strokes":
+        return lambda strokes: stroke_sketch(as_drawing(strokes), pixels)
+    return lambda strokes: canvas_to_sketch(drawn(strokes, spec, side), pixels)
+
+
+def run_path(models: dict, galleries: dict, rankers: dict, doodles: list[dict], query: Query, boot: int) -> dict:
+    """Both models' hit rates (concept top-5 with its CI) and early retrieval for one path."""
+    sketches = [query(d["strokes"]) for d in doodles]
+    blank = [d["id"] for d, s in zip(doodles, sketches, strict=True) if s is None]
+    if blank:
+        raise ValueError(f"doodles {blank} become blank queries")
+    truths, concepts = [folder_name(d["concept"]) for d in doodles], [d["concept"] for d in doodles]
+    results = {name: evaluate(model, rankers[name], sketches, galleries[name], truths)
+               for name, model in models.items()}
+    for result in results.values():
+        result["concept_top5_ci"] = _mean_ci(np.array(result["concept_top5"]), concepts, boot)
+    ranks = {name: prefix_ranks(model, rankers[name], doodles, galleries[name], query)
+             for name, model in models.items()}
+    return {"sketches": sketches, "results": results, "ranks": ranks,
+            "early_retrieval": early_retrieval(ranks, concepts, len(set(galleries["SpLIP"].labels)), boot)}
+
+
+def path_difference(a: dict, b: dict, concepts: Sequence[str], n_concepts: int, boot: int) -> dict:
+    """Path a - path b for each model, doodle by doodle: concept top-5, m@A, m@B (concept-clustered CIs)."""
+    out = {}
+    for name in a["results"]:
+        per = {path: {"concept top-5": np.array(run["results"][name]["concept_top5"]),
+                      "m@A": np.array([m_at_a(r, n_concepts) for r in run["ranks"][name]]),
+                      "m@B": np.array([m_at_b(r) for r in run["ranks"][name]])} for path, run in (("a", a), ("b", b))}
+        out[name] = {metric: paired_bootstrap(per["a"][metric], per["b"][metric], concepts, boot)
+                     for metric in per["a"]}
+    return out
+
+
+def _ci(m: dict) -> str:
+    return f"{100 * m['mean']:.1f} [{100 * m['ci_low']:.1f}, {100 * m['ci_high']:.1f}]"
+
+
+def print_report(runs: dict, differences: dict, doodles: list[dict]) -> None:
+    print(f"\n{'path':<8} {'model':<12} {'photo@1':>8} {'photo@5':>8} {'concept@1':>10} "
+          f"{'concept@5 [95% CI]':>20} {'m@A [95% CI]':>20} {'m@B [95% CI]':>20}")
+    for path, run in runs.items():
+        for name, r in run["results"].items():
+            e = run["early_retrieval"][name]
+            print(f"{path:<8} {name:<12} {r['photo_hit'][1]:>8.1%} {r['photo_hit'][5]:>8.1%} "
+                  f"{r['concept_hit'][1]:>10.1%} {_ci(r['concept_top5_ci']):>20} {_ci(e['m@A']):>20} "
+                  f"{_ci(e['m@B']):>20}")
+    for path, run in runs.items():
+        for metric, d in run["early_retrieval"].get("difference", {}).items():
+            print(f"{path}: SpLIP - frozen {metric}: {format_difference(d)}")
+    for name, metrics in differences.items():
+        print(f"strokes - canvas, {name}: " + ", ".join(f"{m} {format_difference(d)}" for m, d in metrics.items()))
+    first = next(iter(runs.values()))
+    print(f"\n{'doodle':<16} {'concept':<12} {'SpLIP top-3 concepts':<40} frozen CLIP top-3 concepts")
+    for i, d in enumerate(doodles):
+        top = [", ".join(first["results"][name]["top3"][i]) for name in first["results"]]
+        print(f"{d['id']:<16} {d['concept']:<12} {top[0]:<40} {top[1]}")
+
+
+def path_report(run: dict, doodles: list[dict]) -> dict:
+    return {"results": {name: {k: r[k] for k in ("photo_hit", "concept_hit", "concept_top5_ci")}
+                        for name, r in run["results"].items()},
+            "early_retrieval": run["early_retrieval"],
+            "per_doodle": [{"id": d["id"], "concept": d["concept"],
+                            **{f"{name} top3": run["results"][name]["top3"][i] for name in run["results"]},
+                            **{f"{name} ranks per stroke": run["ranks"][name][i] for name in run["ranks"]}}
+                           for i, d in enumerate(doodles)]}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=str(REPO / "weights" / "mini"), help="checkpoint directory with gallery/photo/")
@@ -203,15 +289,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "splip" / "doodle"),
                    help="on-disk photo embedding cache ('' for none)")
     p.add_argument("--json", help="write every number here")
-    p.add_argument("--save-png", help="save each doodle as the demo searches it (cropped) into this folder")
+    p.add_argument("--save-png", help="save each doodle as each path searches it into DIR/<path>/")
+    p.add_argument("--paths", nargs="+", choices=list(PATHS), default=list(PATHS),
+                   help="which ways in to measure (default: both, the stroke path first)")
     p.add_argument("--canvas", choices=["model", "crop", "doodle"], default="model",
-                   help="how a canvas becomes a query: as the model's sketch_pixels says (the demo), cropped and "
+                   help="how a drawing becomes a query: as the model's sketch_pixels says (the demo), cropped and "
                         "centred, or redrawn as a 28-pixel doodle bitmap (to measure the choice)")
     p.add_argument("--ranking", choices=["model", "cosine"], default="model",
                    help="model: the checkpoint's own ranking (the demo's); cosine: the paper's")
     p.add_argument("--canvas-side", type=int,
-                   help="canvas side in pixels, the strokes and the brush scaled to it (default: the doodle file's, "
-                        "the demo's 512)")
+                   help="the canvas path's side in pixels, the strokes and the brush scaled to it (default: the "
+                        "doodle file's, the demo's 512)")
+    p.add_argument("--boot", type=int, default=2000, help="bootstrap replicates for the CIs")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -224,73 +313,43 @@ def main(argv: list[str] | None = None) -> int:
     spec = load_doodles(args.doodles)
     side = args.canvas_side or spec["canvas"]
     doodles = spec["doodles"]
-    sketches = []
-    for doodle in doodles:
-        sketch = canvas_to_sketch(drawn(doodle["strokes"], spec, side), pixels)
-        if sketch is None:
-            raise ValueError(f"doodle {doodle['id']} renders to a blank canvas")
-        sketches.append(sketch)
-    if args.save_png:
-        Path(args.save_png).mkdir(parents=True, exist_ok=True)
-        for doodle, sketch in zip(doodles, sketches, strict=True):
-            sketch.save(Path(args.save_png) / f"{doodle['id']}.png")
-
-    baseline = model.frozen_baseline().eval()
+    models = {"SpLIP": model, "frozen CLIP": model.frozen_baseline().eval()}
     ranking = RankingConfig() if args.ranking == "cosine" else model.config.ranking
     photo_root = Path(args.model) / "gallery" / "photo"
-    truths = [folder_name(d["concept"]) for d in doodles]
-    results, galleries, rankers = {}, {}, {}
-    for name, encoder in (("SpLIP", model), ("frozen CLIP", baseline)):
+    galleries, rankers = {}, {}
+    for name, encoder in models.items():
         rankers[name] = ranker = Ranker.of(encoder, ranking)
         galleries[name] = Gallery.from_folder(
             photo_root, lambda images, enc=encoder: enc.encode_photo(images).numpy(), encoder.fingerprint(),
             encoder.config.inference_mode, cache_dir=args.cache_dir or None, progress=False,
             to_search=lambda vectors, r=ranker: r.vectors(vectors, "photo").numpy())
-        results[name] = evaluate(encoder, ranker, sketches, galleries[name], truths)
+    runs = {path: run_path(models, galleries, rankers, doodles, queries(path, spec, side, pixels), args.boot)
+            for path in args.paths}
     present = set(galleries["SpLIP"].labels)
-    missing = sorted({d["concept"] for d in doodles if folder_name(d["concept"]) not in present})
-    ranks = {name: prefix_ranks(encoder, rankers[name], doodles, spec, galleries[name], pixels, side)
-             for name, encoder in (("SpLIP", model), ("frozen CLIP", baseline))}
-    early = early_retrieval(ranks, [d["concept"] for d in doodles], len(present))
+    concepts = [d["concept"] for d in doodles]
+    differences = path_difference(runs["strokes"], runs["canvas"], concepts, len(present), args.boot) \
+        if set(runs) == set(PATHS) else {}
+    if args.save_png:
+        for path, run in runs.items():
+            folder = Path(args.save_png) / path
+            folder.mkdir(parents=True, exist_ok=True)
+            for doodle, sketch in zip(doodles, run["sketches"], strict=True):
+                sketch.save(folder / f"{doodle['id']}.png")
     seconds = time.perf_counter() - start
 
-    concepts = sorted({d["concept"] for d in doodles})
-    print(f"{len(doodles)} doodles of {len(concepts)} concepts; gallery {len(galleries['SpLIP'])} photos of "
+    missing = sorted({d["concept"] for d in doodles if folder_name(d["concept"]) not in present})
+    print(f"{len(doodles)} doodles of {len(set(concepts))} concepts; gallery {len(galleries['SpLIP'])} photos of "
           f"{len(present)} concepts; mode {model.config.inference_mode}; {seconds:.1f} s")
     print(f"missing from the gallery ({len(missing)} concepts, counted as misses): {', '.join(missing) or '-'}")
-    print(f"\n{'model':<12} {'photo@1':>8} {'photo@5':>8} {'concept@1':>10} {'concept@5':>10}")
-    for name, r in results.items():
-        print(f"{name:<12} {r['photo_hit'][1]:>8.1%} {r['photo_hit'][5]:>8.1%} "
-              f"{r['concept_hit'][1]:>10.1%} {r['concept_hit'][5]:>10.1%}")
-    print(f"\nEarly retrieval over {len(present)} concepts (95% CI over concepts): m@A, m@B, strokes until top-5")
-    for name in ranks:
-        e = early[name]
-        until = e["strokes_until_top5"]
-        print(f"{name:<12} m@A {100 * e['m@A']['mean']:.1f} [{100 * e['m@A']['ci_low']:.1f}, "
-              f"{100 * e['m@A']['ci_high']:.1f}]  m@B {100 * e['m@B']['mean']:.1f} [{100 * e['m@B']['ci_low']:.1f}, "
-              f"{100 * e['m@B']['ci_high']:.1f}]  median {until['median']}, in the top-5 at the end "
-              f"{until['found_at_the_end']:.1%}, before the last stroke {until['found_before_the_last_stroke']:.1%}")
-    for metric, d in early.get("difference", {}).items():
-        print(f"SpLIP - frozen {metric}: {format_difference(d)}")
-    print(f"\n{'doodle':<16} {'concept':<12} {'SpLIP top-3 concepts':<40} frozen CLIP top-3 concepts")
-    for i, d in enumerate(doodles):
-        top = [", ".join(results[name]["top3"][i]) for name in results]
-        print(f"{d['id']:<16} {d['concept']:<12} {top[0]:<40} {top[1]}")
-
+    print_report(runs, differences, doodles)
     if args.json:
         report = {
             "model": args.model, "mode": model.config.inference_mode, "ranking": ranking.method,
             "canvas": args.canvas, "canvas_side": side, "pixels": pixels, "seconds": round(seconds, 2),
-            "n_doodles": len(doodles), "n_concepts": len(concepts), "n_photos": len(galleries["SpLIP"]),
-            "n_gallery_concepts": len(present),
-            "missing_concepts": missing,
-            "results": {name: {"photo_hit": r["photo_hit"], "concept_hit": r["concept_hit"]}
-                        for name, r in results.items()},
-            "early_retrieval": early,
-            "per_doodle": [{"id": d["id"], "concept": d["concept"],
-                            **{f"{name} top3": results[name]["top3"][i] for name in results},
-                            **{f"{name} ranks per stroke": ranks[name][i] for name in ranks}}
-                           for i, d in enumerate(doodles)],
+            "n_doodles": len(doodles), "n_concepts": len(set(concepts)), "n_photos": len(galleries["SpLIP"]),
+            "n_gallery_concepts": len(present), "missing_concepts": missing,
+            "paths": {path: path_report(run, doodles) for path, run in runs.items()},
+            "strokes_minus_canvas": differences,
         }
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     return 0

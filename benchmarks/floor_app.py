@@ -1,6 +1,6 @@
 """The load test's floor: a Gradio app whose `/search` takes and returns what the demo's does (same typed
-signature, same queue, concurrency and Gradio analytics settings: importing demo.ui sets them) but does no work, so
-its cost is the framework's alone.
+signature, strokes or an image, the same JSON; same queue, concurrency and Gradio analytics settings: importing
+demo.ui sets them) but does no work, so its cost is the framework's alone.
 
 `python -m benchmarks.floor_app --port P` (started by `benchmarks.load_test`).
 """
@@ -14,12 +14,11 @@ from typing import Literal
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr
-from gradio.components.image_editor import EditorData
 
-from demo.ui import QUEUE_SIZE, SEARCH_CONCURRENCY
+from demo.ui import QUEUE_SIZE, SEARCH_CONCURRENCY, Sketch
 
 
-def search(sketch: EditorData, setting: Literal["ZS", "GZS", "FG"] = "GZS", k: int = 10) -> list[dict]:
+def search(sketch: Sketch, setting: Literal["ZS", "GZS", "FG"] = "GZS", k: int = 10) -> list[dict]:
     """k constant rows shaped like the demo's answer."""
     return [{"rank": r, "photo": f"cat/{r}.jpg", "category": "cat", "score": 0.5, "seen": True}
             for r in range(1, int(k) + 1)]

@@ -1,6 +1,7 @@
-"""What the demo does, as plain functions over a `DemoState`: a canvas becomes ranked photos for SpLIP and the
-frozen CLIP baseline (captions, seen/unseen badges, category guess, precision), uploads become galleries, and the
-shipped evaluation becomes the About tab. No Gradio here, so all of it is tested without a server or browser.
+"""What the demo does, as plain functions over a `DemoState`: a drawing (strokes from the page's canvas, or an
+uploaded image) becomes ranked photos for SpLIP and the frozen CLIP baseline (captions, seen/unseen badges,
+category guess, precision, the rank after each stroke), uploads become galleries, and the shipped evaluation becomes
+the About tab. No Gradio here, so all of it is tested without a server or browser.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import itertools
 import shutil
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,11 +21,13 @@ from splip_core import (
     EmptyGalleryError,
     Hit,
     InvalidImageError,
+    InvalidStrokesError,
     class_key,
     display_name,
     drawn_sketch,
     format_difference,
     load_image,
+    stroke_sketch,
 )
 
 from .state import SETTINGS, DemoState, Example, Progress, SearchSpace, build_space
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 HINT = "✏ Draw something on the canvas (or click an example sketch below) and the closest photos appear here."
+STROKES, UPLOAD = "strokes", "upload"  # the two ways in: the drawing canvas, and an uploaded image
 MAX_K = 50
 CLIP_LOGIT_SCALE = 100.0  # CLIP's trained temperature, turns cosine scores into class probabilities
 CANVAS_SIZE = 512
@@ -53,8 +57,8 @@ def canvas_image(value, pixels: int | None = None) -> Image.Image | None:
     """The drawing as an RGB image on white, cropped to its strokes (or, with `pixels`, redrawn as a doodle bitmap
     that size, as the model's `sketch_pixels` asks), or None for an empty or blank canvas.
 
-    `value` is the Sketchpad's dict (its `composite`, else `background` under `layers`) or an image / path.
-    Raises InvalidImageError for something that is not a usable image.
+    `value` is an image editor's dict as the API takes it (its `composite`, else `background` under `layers`) or an
+    image / path. Raises InvalidImageError for something that is not a usable image.
     """
     if value is None:
         return None
@@ -73,12 +77,38 @@ def canvas_image(value, pixels: int | None = None) -> Image.Image | None:
     return drawn_sketch(image, pixels=pixels)
 
 
-def example_canvas(example: Example, size: int = CANVAS_SIZE) -> dict:
-    """An example sketch as a Sketchpad value: scaled to fit a white `size` square, as the background to draw on."""
+def example_canvas(example: Example, size: int = CANVAS_SIZE) -> Image.Image:
+    """An example sketch as an uploaded sketch: scaled to fit a white `size` square."""
     sketch = ImageOps.contain(load_image(example.path), (size, size))
     canvas = Image.new("RGB", (size, size), "white")
     canvas.paste(sketch, ((size - sketch.width) // 2, (size - sketch.height) // 2))
-    return {"background": canvas, "layers": [], "composite": canvas}
+    return canvas
+
+
+def is_drawing(sketch) -> bool:
+    """Whether a query is a drawing as strokes (a list of them, or a Quick, Draw! record) rather than an image."""
+    return isinstance(sketch, (list, tuple)) or (isinstance(sketch, dict) and "drawing" in sketch)
+
+
+def stroke_count(sketch) -> int | None:
+    """How many strokes a drawing has (None for an image): where the stroke-by-stroke trace is."""
+    if not is_drawing(sketch):
+        return None
+    strokes = sketch["drawing"] if isinstance(sketch, dict) else sketch
+    return len(strokes) if isinstance(strokes, (list, tuple)) else None
+
+
+def query_image(state: DemoState, sketch) -> Image.Image | None:
+    """What any query is searched as, for the page and the API alike: strokes through `stroke_sketch`, an image or
+    an editor value through `canvas_image`, as the model's `sketch_pixels` asks; None for a blank one. Raises
+    BadQuery saying what is wrong (the limit a drawing broke; never the server's path for a file)."""
+    pixels = state.model.config.sketch_pixels
+    try:
+        return stroke_sketch(sketch, pixels) if is_drawing(sketch) else canvas_image(sketch, pixels)
+    except InvalidStrokesError as err:
+        raise BadQuery(f"the drawing cannot be searched: {err}") from err
+    except InvalidImageError as err:
+        raise BadQuery(f"the sketch is not a usable image: {err.reason}") from err
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -111,54 +141,64 @@ def fg_label(space: SearchSpace, category: str | None, guess: list[tuple[str, fl
     return None
 
 
-def run_search(state: DemoState, space: SearchSpace, image: Image.Image, setting: str, k: int,
-               category: str | None = None, baseline: bool = True) -> Outcome:
-    """Encode the sketch with SpLIP (and, with `baseline`, the frozen CLIP) and rank the setting's view of the gallery.
-
-    The sketch is preprocessed once for both models (they share CLIP's transform). The category guess reuses the
-    SpLIP query. FG ranks the photos of `category` (when the gallery has it), else of the best guessed category it
-    has. Without `baseline` the outcome's baseline list is empty and nothing is computed for it.
-    """
+def search(state: DemoState, space: SearchSpace, image: Image.Image, setting: str, k: int,
+           category: str | None = None, baseline: bool = True) -> Outcome:
+    """Encode the sketch with SpLIP (and, with `baseline`, the frozen CLIP) and rank the setting's view of the gallery:
+    what the page shows and what the API returns both come from here. The sketch is preprocessed once for both
+    models (they share CLIP's transform); without `baseline` nothing is computed for the baseline column."""
     if setting not in SETTINGS:
         raise BadQuery(f"setting must be one of {', '.join(SETTINGS)}, not {setting!r}")
-    k = max(1, min(int(k), MAX_K))
     pixels = state.model.preprocess(image)
     features = state.model.encode_sketch(pixels)
+    return rank(state, space, features, state.baseline.encode_sketch(pixels) if baseline else None, setting, k,
+                category)
+
+
+def rank(state: DemoState, space: SearchSpace, features, baseline_features, setting: str, k: int,
+         category: str | None = None) -> Outcome:
+    """The setting's view of the gallery ranked for a sketch's SpLIP features (and the baseline's, when given; else
+    the outcome's baseline list is empty). The category guess reuses the SpLIP features. FG ranks the photos of
+    `category` (when the gallery has it), else of the best guessed category it has. `setting` is one of SETTINGS
+    (`search` checks it before encoding anything)."""
+    k = max(1, min(int(k), MAX_K))
+    baseline = baseline_features is not None
     query = state.rankers[0].vectors(features, "sketch").numpy()[0]
-    query_base = state.rankers[1].vectors(state.baseline.encode_sketch(pixels), "sketch").numpy()[0] \
-        if baseline else None
+    query_base = state.rankers[1].vectors(baseline_features, "sketch").numpy()[0] if baseline else None
     guess = guess_categories(space, features.numpy()[0]) if baseline or setting == "FG" else []
     splip, base, note = space.view(setting, fg_label(space, category, guess) if setting == "FG" else None)
     label = space.label_for(category) if category and baseline and setting != "FG" else None
-    rank = splip.concept_rank(query, label) if label is not None else None
-    ranks = None if rank is None else {"SpLIP": rank, "CLIP": base.concept_rank(query_base, label),
-                                       "categories": len(splip.labels)}
+    concept = splip.concept_rank(query, label) if label is not None else None
+    ranks = None if concept is None else {"SpLIP": concept, "CLIP": base.concept_rank(query_base, label),
+                                          "categories": len(splip.labels)}
     return Outcome(splip.search(query, k), base.search(query_base, k) if baseline else [], guess, note, ranks)
 
 
-def api_search(state: DemoState, sketch, setting: str = "GZS", k: int | None = None) -> list[dict]:
-    """The `/search` endpoint: the ranked photos of the app's gallery as plain data; [] for a blank canvas.
+def api_rows(space: SearchSpace, hits: list[Hit]) -> list[dict]:
+    """Ranked photos as the API answers them: {rank, photo (its path in the gallery), category, score, seen}."""
+    return [{"rank": rank, "photo": space.relative(hit.path), "category": None if hit.label is None
+             else display_name(hit.label), "score": round(hit.score, 4),
+             "seen": None if hit.label is None else space.status(hit.label) == "seen"}
+            for rank, hit in enumerate(hits, 1)]
 
-    Only what the answer holds is computed: the SpLIP query and its top-k (no baseline column, no guess but FG's).
-    A k outside 1..MAX_K is refused (BadQuery naming the range); an unusable image is refused with what is wrong
-    with it, never the server's file path for it.
+
+def api_search(state: DemoState, sketch, setting: str = "GZS", k: int | None = None) -> list[dict]:
+    """The `/search` endpoint: the ranked photos of the app's gallery as plain data (`api_rows`); [] for a blank
+    sketch.
+
+    `sketch` is a drawing as strokes (what the page sends; a downloaded Quick, Draw! ndjson record too) or an
+    image. Only what the answer holds is computed: the SpLIP query and its top-k (no baseline column, no guess
+    but FG's). A k outside 1..MAX_K is refused (BadQuery naming the range), and so is a malformed drawing (naming
+    the problem) or an unusable image (saying what is wrong with it, never the server's path for it).
     """
     if k is not None and not (isinstance(k, int) and 1 <= k <= MAX_K):
         raise BadQuery(f"k must be a whole number from 1 to {MAX_K}, got {k!r}")
-    try:
-        image = canvas_image(sketch, state.model.config.sketch_pixels)
-    except InvalidImageError as err:
-        raise BadQuery(f"the sketch is not a usable image: {err.reason}") from err
+    image = query_image(state, sketch)
     if image is None:
         return []
     if state.space is None:
         raise BadQuery(state.gallery_note)
-    space = state.space
-    outcome = run_search(state, space, image, setting, state.top_k if k is None else k, baseline=False)
-    return [{"rank": rank, "photo": space.relative(hit.path), "category": None if hit.label is None
-             else display_name(hit.label), "score": round(hit.score, 4),
-             "seen": None if hit.label is None else space.status(hit.label) == "seen"}
-            for rank, hit in enumerate(outcome.splip, 1)]
+    outcome = search(state, state.space, image, setting, state.top_k if k is None else k, baseline=False)
+    return api_rows(state.space, outcome.splip)
 
 
 class LatestOnly:
@@ -188,19 +228,31 @@ class LatestOnly:
 # ----------------------------------------------------------------------------------------------------------------
 # what the Search tab shows
 @dataclass
+class Visit:
+    """What the page remembers for one visitor, in one `gr.State`: the precision of their labelled queries, the
+    named category's rank after each stroke, the example they picked (its FG photo is starred), which way in they
+    used last, and their uploaded gallery's key (dropped with the State when it expires or the tab closes)."""
+
+    history: dict = field(default_factory=dict)
+    trace: dict | None = None  # {"category": key, "ranks": [{"strokes": n, "SpLIP": r, "CLIP": r, ...}, ...]}
+    instance: str | None = None
+    source: str = STROKES
+    gallery: str | None = None
+
+
+@dataclass
 class SearchView:
-    """Values for the Search tab's outputs. `cleared`: a stroke left the canvas blank after a drawing or an example
-    (forget the category and the example's label)."""
+    """Values for the Search tab's outputs, and the visit after this search. `cleared`: a drawing was wiped after a
+    search (forget the category named for it)."""
 
     results: list[tuple[str, str]]
     baseline: list[tuple[str, str]]
     guess: dict[str, float] | None
     message: str
-    history: dict
     summary: str
+    early: str
+    visit: Visit
     cleared: bool = False
-    trace: dict | None = None  # the named category's rank after each stroke of this drawing (early_markdown)
-    early: str = ""
 
 
 def early_markdown(trace: dict | None) -> str:
@@ -213,19 +265,23 @@ def early_markdown(trace: dict | None) -> str:
         return " → ".join(f"**{r[model]}**" if r[model] <= 5 else str(r[model]) for r in ranks)
 
     found = next((i for i in range(len(ranks)) if all(r["SpLIP"] <= 5 for r in ranks[i:])), None)
-    tail = (f"In SpLIP's top 5 since stroke {found + 1}." if found is not None
+    tail = (f"In SpLIP's top 5 since stroke {ranks[found]['strokes'] or found + 1}." if found is not None
             else "Not in SpLIP's top 5 yet.")
     return (f"**{display_name(trace['category'])}** after each stroke, rank among {ranks[-1]['categories']} "
             f"categories: SpLIP {strip('SpLIP')} · CLIP {strip('CLIP')}. {tail}")
 
 
-def next_trace(trace: dict | None, category: str, ranks: dict[str, int], stroke: bool) -> dict:
-    """The trace after one more search: a stroke adds a point, any other search (the button, a new setting)
-    replaces the last one; a new category starts a new trace."""
+def next_trace(trace: dict | None, category: str, ranks: dict[str, int], strokes: int | None) -> dict:
+    """The trace after one more search of a drawing of `strokes` strokes: its point replaces any at that stroke or
+    later (a new stroke adds one, an undo goes back, the same drawing searched again replaces its own); an image
+    (`strokes` None) replaces the last point. A new category starts a new trace."""
     if not trace or trace["category"] != class_key(category):
         trace = {"category": class_key(category), "ranks": []}
-    kept = trace["ranks"] if stroke or not trace["ranks"] else trace["ranks"][:-1]
-    return {"category": trace["category"], "ranks": [*kept, ranks]}
+    if strokes is None:
+        kept = trace["ranks"][:-1]
+    else:
+        kept = [r for r in trace["ranks"] if r["strokes"] is not None and r["strokes"] < strokes]
+    return {"category": trace["category"], "ranks": [*kept, {**ranks, "strokes": strokes}]}
 
 
 def caption(space: SearchSpace, hit: Hit, instance: str | None = None) -> str:
@@ -255,27 +311,33 @@ def summary_markdown(history: dict) -> str:
     return "\n".join(rows)
 
 
+def _no_results(visit: Visit, message: str, cleared: bool = False) -> SearchView:
+    return SearchView([], [], None, message, summary_markdown(visit.history), early_markdown(visit.trace), visit,
+                      cleared)
+
+
 def search_view(state: DemoState, sketch, setting: str, k: int, category: str | None = None,
-                instance: str | None = None, history: dict | None = None, space_key: str | None = None,
-                trace: dict | None = None, stroke: bool = False) -> SearchView:
-    """Everything the Search tab shows for one canvas; a blank canvas gives the hint, searches nothing and clears
-    the stroke-by-stroke trace. `stroke`: this search follows a stroke (the trace gains a point). A blank canvas
-    with nothing before it (the editor's event at page load) is not `cleared`: a category named meanwhile stays."""
-    history = dict(history or {})
+                visit: Visit | None = None, space_key: str | None = None, edited: bool = False) -> SearchView:
+    """Everything the Search tab shows for one query, a drawing's strokes or an image (`search` behind it, as behind
+    the API). A blank one gives the hint and searches nothing; after an `edited` drawing (a stroke undone, the
+    canvas cleared) that had been searched or picked as an example, it is `cleared`: the trace and the example go.
+    A blank one with nothing before it (an editor's event at page load) clears nothing: a category named meanwhile
+    stays. A drawing's stroke count places its point on the trace (`next_trace`)."""
+    visit = visit or Visit()
     space, gone = state.space_for(space_key)
     try:
-        image = canvas_image(sketch, state.model.config.sketch_pixels)
-    except InvalidImageError as err:
-        return SearchView([], [], None, f"⚠ That image cannot be searched: {err.reason}", history,
-                          summary_markdown(history), trace=trace, early=early_markdown(trace))
+        image = query_image(state, sketch)
+    except BadQuery as err:
+        return _no_results(visit, f"⚠ {str(err)[:1].upper()}{str(err)[1:]}")
     if image is None:
-        return SearchView([], [], None, HINT, history, summary_markdown(history),
-                          cleared=stroke and (trace is not None or instance is not None))
+        cleared = edited and (visit.trace is not None or visit.instance is not None)
+        return _no_results(replace(visit, trace=None, instance=None) if cleared else visit, HINT, cleared)
     if space is None:
-        return SearchView([], [], None, f"⚠ {gone or state.gallery_note}", history, summary_markdown(history),
-                          trace=trace, early=early_markdown(trace))
-    outcome = run_search(state, space, image, setting, k, category)
-    trace = next_trace(trace, category, outcome.ranks, stroke) if category and outcome.ranks else None
+        return _no_results(visit, f"⚠ {gone or state.gallery_note}")
+    outcome = search(state, space, image, setting, k, category)
+    trace = next_trace(visit.trace, category, outcome.ranks, stroke_count(sketch)) \
+        if category and outcome.ranks else None
+    history = dict(visit.history)
     lines = [outcome.note] if outcome.note else []
     if category:
         status = space.status(category)
@@ -286,11 +348,11 @@ def search_view(state: DemoState, sketch, setting: str, k: int, category: str | 
             lines.append(f"(this gallery has no photos of {display_name(category)})")
         history[f"{class_key(category)}|{setting}"] = {"status": status, "splip": p_splip, "baseline": p_base}
     return SearchView(
-        [(h.path, caption(space, h, instance)) for h in outcome.splip],
-        [(h.path, caption(space, h, instance)) for h in outcome.baseline],
+        [(h.path, caption(space, h, visit.instance)) for h in outcome.splip],
+        [(h.path, caption(space, h, visit.instance)) for h in outcome.baseline],
         {name: p for name, p in outcome.guess[:3]},
         "  \n".join(lines) or "Say what you are drawing (above) to see precision.",
-        history, summary_markdown(history), trace=trace, early=early_markdown(trace))
+        summary_markdown(history), early_markdown(trace), replace(visit, history=history, trace=trace))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -424,8 +486,11 @@ def about_markdown(state: DemoState) -> str:
              "the on-disk embedding cache).",
              "- The right-hand column ranks the same gallery with the same CLIP, prompts off: the frozen baseline.",
              *(f"- ⚠ {n}" for n in state.notices), "",
-             "**API** (what the *Search* button does, as data):", "",
-             "```python\nfrom gradio_client import Client, handle_file\nclient = Client(URL)\n"
+             "**API** (what the *Search* button does, as data): a drawing as Quick, Draw! strokes (the canvas's "
+             "*Download drawing: ndjson* as it is), or an image:", "",
+             "```python\nimport json\nfrom gradio_client import Client, handle_file\nclient = Client(URL)\n"
+             "drawing = json.loads(open(\"drawing.ndjson\").readline())  # or [[xs, ys], ...]\n"
+             "hits = client.predict(drawing, \"GZS\", 10, api_name=\"/search\")\n"
              "sketch = {\"background\": None, \"layers\": [], \"composite\": handle_file(\"sketch.png\")}\n"
              "hits = client.predict(sketch, \"GZS\", 10, api_name=\"/search\")\n"
              "# [{'rank': 1, 'photo': 'cat/x.jpg', 'category': 'cat', 'score': 0.41, 'seen': True}, ...]\n```"]

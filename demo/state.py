@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -139,10 +140,10 @@ class SearchSpace:
         return next((lab for lab in self.labels if class_key(lab) == class_key(category)), None)
 
     def relative(self, path: str) -> str:
-        try:
-            return Path(path).relative_to(self.root).as_posix()
-        except ValueError:
-            return Path(path).name
+        """A photo's path under the gallery folder, "/"-separated (its name when it is elsewhere). String work, not
+        pathlib: it runs for every row of every API answer."""
+        prefix = f"{self.root}{os.sep}"
+        return (path[len(prefix):] if path.startswith(prefix) else os.path.basename(path)).replace(os.sep, "/")
 
     def view(self, setting: str, label: str | None = None) -> tuple[Gallery, Gallery, str]:
         """(SpLIP gallery, baseline gallery, a note) for a retrieval setting: ZS = unseen categories only, GZS = all,

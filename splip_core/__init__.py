@@ -1,8 +1,8 @@
 """SpLIP sketch-based image retrieval on a frozen open_clip CLIP: the public API.
 
 The demo, the command lines' users and the Space use only what is exported here: the model and its config, the
-training presets, image loading, how photos are ranked for a sketch (`Ranker`), the searchable photo gallery, and
-the class-name rules.
+training presets, image loading, drawings sent as strokes (`stroke_sketch`), how photos are ranked for a sketch
+(`Ranker`), the searchable photo gallery, and the class-name rules.
 """
 
 from .backbone import BackboneError
@@ -15,6 +15,7 @@ from .model import SpLIP
 from .names import class_key, display_name, folder_name
 from .preprocess import IMAGE_SUFFIXES, MAX_IMAGE_BYTES, InvalidImageError, drawn_sketch, is_blank, load_image
 from .ranking import Ranker
+from .strokes import InvalidStrokesError, stroke_sketch
 from .tiny import tiny_model
 
 __version__ = "0.2.0"
@@ -44,6 +45,7 @@ __all__ = [
     "Gallery",
     "Hit",
     "InvalidImageError",
+    "InvalidStrokesError",
     "LossConfig",
     "PromptConfig",
     "Ranker",
@@ -61,5 +63,6 @@ __all__ = [
     "list_presets",
     "load_image",
     "load_preset",
+    "stroke_sketch",
     "tiny_model",
 ]

@@ -1,6 +1,5 @@
 """`python -m benchmarks.run --quick` runs end to end and writes a well-formed report (timings are not asserted)."""
 
-import io
 import json
 import subprocess
 import sys
@@ -65,45 +64,53 @@ def test_mode_eval_difference(tmp_path):
     assert result["map_diff_points"] == pytest.approx(0.8)
 
 
-def test_load_test_sends_distinct_sketches_and_compares_with_the_floor(tmp_path):
-    """Every search gets its own sketch (variants once the originals run out); rows carry CPU and throughput, the
-    floor's row is "floor", and the app is held to 2x its CPU and 0.45x its throughput."""
-    from benchmarks.load_test import compare, make_sketches, summarise
+def test_load_test_sends_distinct_drawings_both_ways_and_compares_with_the_floor(tmp_path):
+    """Every search gets its own drawing (variants once the originals run out), as strokes or as the canvas PNG;
+    rows carry CPU and throughput; the app is held to 2x the floor's CPU and 0.45x its throughput at the same way
+    in, strokes to 1.5x the images' throughput, and the CPU breakdown adds up to the app's CPU per search."""
+    from benchmarks.doodle import load_doodles
+    from benchmarks.load_test import breakdown, compare, cost_targets, make_canvases, make_drawings, summarise
 
-    source = tmp_path / "sketch" / "cat"
-    source.mkdir(parents=True)
-    for i in range(3):
-        image = Image.new("RGB", (40, 40), "white")
-        image.putpixel((5 + 10 * i, 20), (0, 0, 0))
-        image.save(source / f"{i}.png")
-    (tmp_path / "out").mkdir()
-    paths, originals = make_sketches(7, tmp_path / "out", tmp_path / "sketch")
-    assert originals == 3 and len({p.read_bytes() for p in paths}) == 7
+    drawings = make_drawings(120)
+    assert len({json.dumps(d) for d in drawings}) == 120 and all(len(s) == 3 for d in drawings for s in d)
+    first = load_doodles()["doodles"][0]["strokes"]
+    assert [s[:2] for s in drawings[0]] == [[[x for x, _ in s], [y for _, y in s]] for s in first]
+    paths = make_canvases(drawings[:2], tmp_path)
+    assert {Image.open(p).size for p in paths} == {(512, 512)} and paths[0].read_bytes() != paths[1].read_bytes()
 
-    rows = [summarise("floor", 32, [([0.5, 0.4], 1.0, 0.02)]), summarise("search", 32, [([0.9, "boom"], 2.0, 0.05)])]
+    rows = [summarise("floor", "strokes", 32, [([0.5, 0.4], 1.0, 0.02)]),
+            summarise("floor", "image", 32, [([0.5, 0.4], 1.0, 0.02)]),
+            summarise("search", "strokes", 32, [([0.9, 0.8, 0.7], 1.0, 0.045)]),
+            summarise("search", "image", 32, [([0.9, "boom"], 2.0, 0.05)])]
     assert rows[0]["throughput_qps"] == 2.0 and rows[0]["server_cpu_ms_per_search"] == 10.0
-    assert rows[1]["errors"] == 1 and rows[1]["server_cpu_ms_per_search"] == 25.0
+    assert rows[3]["errors"] == 1 and rows[3]["server_cpu_ms_per_search"] == 25.0
     targets = {t["target"]: t for t in compare(rows)}
-    assert targets["server CPU per search / floor (32 clients)"]["measured"] == 2.5
-    assert targets["throughput / floor (32 clients)"]["measured"] == 0.25 and not targets["errors"]["ok"]
-    assert rows[1]["vs_floor"] == {"server_cpu": 2.5, "throughput": 0.25}
+    assert targets["server CPU per search / floor (image, 32 clients)"]["measured"] == 2.5
+    assert targets["throughput / floor (image, 32 clients)"]["measured"] == 0.25 and not targets["errors"]["ok"]
+    assert targets["throughput, strokes / image (32 clients)"]["measured"] == pytest.approx(6.0)
+    cost = {"strokes": {"handler apart from the forward pass": 0.8, "forward": 3.0}}
+    parts = breakdown(rows, cost, 32)["strokes"]
+    assert parts["the rest"] == pytest.approx(15.0 - 10.0 - 0.8 - 3.0) and parts["app CPU per search"] == 15.0
+    slow = {"strokes": {**cost["strokes"], "handler apart from the forward pass": 1.2}}
+    assert cost_targets(cost)[0]["ok"] and not cost_targets(slow)[0]["ok"]
 
 
-def test_search_cost_times_each_piece_of_a_search_per_canvas_size(tmp_path, capsys):
-    """The handler's pieces on the model's own test sketches, drawn on each canvas size, in the demo's mode."""
+def test_search_cost_times_each_piece_of_a_search_both_ways_in(tmp_path, capsys):
+    """The handler's pieces on the app's state, for drawings as strokes and as canvas PNGs, in the demo's mode."""
     from _builders import build_demo_world
 
-    from benchmarks.search_cost import PIECES, canvases, main
+    from benchmarks.search_cost import PIECES, main
 
     world = build_demo_world(tmp_path / "world")
-    assert {Image.open(io.BytesIO(b)).size for b in canvases(3, 96, world / "gallery" / "sketch")} == {(96, 96)}
-    main(["--model", str(world), "--canvas", "128", "64", "--n", "3", "--rounds", "2", "--json",
-          str(tmp_path / "cost.json")])
+    main(["--model", str(world), "--n", "6", "--rounds", "2", "--json", str(tmp_path / "cost.json")])
     report = json.loads((tmp_path / "cost.json").read_text())
-    assert set(report["ms_per_search"]) == {"128", "64"}
+    assert set(report["ms_per_search"]) == {"strokes", "image"}
     for row in report["ms_per_search"].values():
-        assert all(row[p] > 0 for p in PIECES) and row["total"] == pytest.approx(sum(row[p] for p in PIECES), abs=0.01)
-    assert "decode" in capsys.readouterr().out
+        assert all(row[p] > 0 for p in PIECES)
+        assert row["handler apart from the forward pass"] == pytest.approx(row["handler"] - row["forward"], abs=0.01)
+        assert row["handler"] == pytest.approx(sum(row[p] for p in PIECES), abs=0.01)
+    assert report["ms_per_search"]["image"]["input"] > report["ms_per_search"]["strokes"]["input"]
+    assert "handler apart from the forward pass" in capsys.readouterr().out
 
 
 def test_build_time_projection_counts_every_step_restart_and_validation():

@@ -1,9 +1,13 @@
-"""The demo served on localhost, driven through `gradio_client` and plain HTTP: the `/search` API, concurrent
-clients, which files the server will hand out, the upload size limit, and `--share` without a network."""
+"""The demo served on localhost, driven through `gradio_client` and plain HTTP: the `/search` API (strokes and
+images, malformed drawings), concurrent clients, which files the server will hand out, the upload size limit, and
+`--share` without a network."""
 
 from __future__ import annotations
 
+import json
+import re
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import gradio as gr
 import gradio.networking
@@ -61,6 +65,52 @@ def test_search_endpoint_returns_the_ranked_list(client, sketches):
 
 def test_blank_sketch_is_an_empty_list_not_an_error(client, sketches):
     assert client.predict(sketches["blank"], "GZS", K, api_name="/search") == []
+    assert client.predict([], "GZS", K, api_name="/search") == []
+
+
+DRAWING = [[[150, 300, 350], [150, 330, 160], [0, 40, 90]], [[120, 380], [400, 400], [300, 360]]]
+
+
+def test_a_drawing_as_strokes_or_as_its_ndjson_record_is_ranked_as_the_page_ranks_it(client, served):
+    """What the canvas sends, what its "Download drawing" saves (a Quick, Draw! record) and its strokes without
+    times all get the ranking the page shows for that drawing."""
+    from demo.handlers import search_view
+
+    record = json.loads(json.dumps({"word": "", "countrycode": "", "recognized": False, "drawing": DRAWING}))
+    rows = client.predict(DRAWING, "GZS", K, api_name="/search")
+    assert rows == client.predict(record, "GZS", K, api_name="/search")
+    assert rows == client.predict([s[:2] for s in DRAWING], "GZS", K, api_name="/search")
+    page = search_view(served[0], DRAWING, "GZS", K)
+    assert [r["photo"] for r in rows] == [Path(p).relative_to(served[0].space.root).as_posix() for p, _ in page.results]
+
+
+MALFORMED = {
+    "NaN": ("[[[0, NaN], [1, 2]]]", "finite numbers"),  # JSON has no NaN: gradio_client refuses to send one
+    "Infinity": ("[[[0, 1], [Infinity, 2]]]", "finite numbers"),
+    "a million points": ([[[0.5] * 1_000_000, [0.5] * 1_000_000]], "over 20000 points"),
+    "ten thousand strokes": ([[[1], [1]]] * 10_000, "10000 strokes is over the limit of 200"),
+    "wrong nesting": ([[[[1, 2]], [[3, 4]]]], "must be numbers"),
+    "strings": ([[["1", "2"], ["3", "4"]]], "must be numbers"),
+}
+
+
+def raw_search(url: str, sketch: str) -> str:
+    """/search called over plain HTTP with the sketch's JSON text as it is: the event stream's text."""
+    body = f'{{"data": [{sketch}, "GZS", {K}]}}'
+    call = httpx.post(f"{url}gradio_api/call/search", content=body, headers={"Content-Type": "application/json"})
+    return httpx.get(f"{url}gradio_api/call/search/{call.json()['event_id']}").text
+
+
+@pytest.mark.parametrize("name", MALFORMED)
+def test_a_malformed_drawing_is_an_error_naming_the_problem_and_the_app_keeps_answering(client, served, name):
+    drawing, problem = MALFORMED[name]
+    if isinstance(drawing, str):
+        events = raw_search(served[1], drawing)
+        assert "event: error" in events and problem in events
+    else:
+        with pytest.raises(Exception, match=re.escape(problem)):
+            client.predict(drawing, "GZS", K, api_name="/search")
+    assert len(client.predict(DRAWING, "GZS", K, api_name="/search")) == K
 
 
 def test_concurrent_clients_all_get_answers(served, sketches):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import time
 import zipfile
@@ -21,10 +22,10 @@ from PIL import Image, ImageDraw
 
 import app as app_module
 from demo import handlers
-from demo.handlers import HINT, BadQuery, LatestOnly, canvas_image, search_view
+from demo.handlers import HINT, BadQuery, LatestOnly, Visit, canvas_image, search_view
 from demo.state import DemoState, UserGalleries, choose_inference_mode, find_examples, load_model
 from demo.uploads import UploadError, UploadLimits, prepare_upload
-from splip_core import SpLIP
+from splip_core import SpLIP, stroke_sketch
 from splip_core.preprocess import crop_to_ink, drawn_sketch, is_blank
 
 
@@ -34,6 +35,13 @@ def drawing(size: int = 512, offset: int = 0) -> dict:
     ImageDraw.Draw(layer).line([(150 + offset, 150), (300, 330), (350 - offset, 160)], fill=(0, 0, 0, 255), width=8)
     background = Image.new("RGBA", (size, size), "white")
     return {"background": background, "layers": [layer], "composite": Image.alpha_composite(background, layer)}
+
+
+def strokes(n: int = 3, offset: int = 0) -> list:
+    """A drawing as the page's canvas sends it: n strokes [xs, ys, ts] (canvas pixels, ms since the first point)."""
+    lines = [[[150 + offset, 300, 350 - offset], [150, 330, 160]], [[120, 380], [400, 400]], [[250, 250], [100, 420]],
+             [[130, 390], [140, 260]]]
+    return [[xs, ys, [100 * i + 10 * j for j in range(len(xs))]] for i, (xs, ys) in enumerate(lines[:n])]
 
 
 @pytest.fixture(scope="module")
@@ -107,9 +115,10 @@ def test_drawn_sketch_is_the_blank_check_then_the_crop_from_one_mask():
 # ----------------------------------------------------------------------------------------------------------------
 # search
 def test_blank_canvas_gives_the_hint_and_searches_nothing(state, monkeypatch):
-    monkeypatch.setattr(handlers, "run_search", lambda *a, **k: pytest.fail("searched a blank canvas"))
-    view = search_view(state, {"background": None, "layers": [], "composite": None}, "GZS", 4)
-    assert view.message == HINT and view.results == [] and view.baseline == [] and not view.cleared
+    monkeypatch.setattr(handlers, "search", lambda *a, **k: pytest.fail("searched a blank canvas"))
+    for blank in ({"background": None, "layers": [], "composite": None}, []):
+        view = search_view(state, blank, "GZS", 4)
+        assert view.message == HINT and view.results == [] and view.baseline == [] and not view.cleared
 
 
 def test_search_returns_k_captioned_results_for_both_models(state):
@@ -146,7 +155,7 @@ def test_modes_change_the_gallery(state):
 
 
 def test_fg_ranks_one_category_and_stars_the_source_photo(state):
-    view = search_view(state, drawing(), "FG", 10, category="dog", instance="dog1")
+    view = search_view(state, drawing(), "FG", 10, category="dog", visit=Visit(instance="dog1"))
     assert len(view.results) == PHOTOS_PER_CLASS
     assert {c.split(" · ")[0].lstrip("★ ") for _, c in view.results} == {"dog"}
     assert next(c for p, c in view.results if Path(p).stem == "dog1").startswith("★ ")
@@ -157,7 +166,7 @@ def test_fg_ranks_one_category_and_stars_the_source_photo(state):
 def test_known_label_gives_precision_and_a_seen_unseen_summary(state):
     view = search_view(state, drawing(), "GZS", 4, category="hot air balloon")
     assert "**hot air balloon** (unseen): precision@4" in view.message
-    view = search_view(state, drawing(), "GZS", 4, category="cat", history=view.history)
+    view = search_view(state, drawing(), "GZS", 4, category="cat", visit=view.visit)
     rows = view.summary.splitlines()
     assert any(r.startswith("| seen categories | 1 |") for r in rows)
     assert any(r.startswith("| unseen categories | 1 |") for r in rows)
@@ -308,8 +317,8 @@ def test_examples_cover_seen_and_unseen_with_their_fg_pair(state):
     assert examples["guitar"].status == "unseen" and examples["guitar"].instance == "gui0"
     assert examples["cat"].caption == "cat · seen"
     value = handlers.example_canvas(examples["cat"])
-    assert value["background"].size == (512, 512) and canvas_image(value) is not None
-    ys, _ = np.nonzero(np.asarray(value["background"].convert("L")) < 128)
+    assert value.size == (512, 512) and canvas_image(value) is not None
+    ys, _ = np.nonzero(np.asarray(value.convert("L")) < 128)
     assert ys.max() - ys.min() > 300  # the small sketch is scaled up to fill the canvas
     assert len(find_examples(Path(examples["cat"].path).parent.parent, state.split, per_group=1)) == 2
 
@@ -425,14 +434,21 @@ def test_an_expired_or_evicted_gallery_says_so_and_never_falls_back(visitors, tm
         assert "gone" not in view.message and all(Path(p).parent.parent == state.space.root for p, _ in view.results)
 
 
-def test_the_page_state_holding_the_gallery_has_its_ttl_and_delete_callback(state):
+def test_the_page_state_is_one_visit_whose_expiry_drops_the_visitors_gallery(state, tmp_path):
     import gradio as gr
 
     from demo import build_app
 
     app = build_app(state)
-    held = [b for b in app.blocks.values() if isinstance(b, gr.State) and b.delete_callback == state.user_spaces.drop]
-    assert len(held) == 1 and held[0].time_to_live == state.user_spaces.ttl_s
+    held = [b for b in app.blocks.values() if isinstance(b, gr.State)]
+    assert len(held) == 1 and isinstance(held[0].value, Visit) and held[0].time_to_live == state.user_spaces.ttl_s
+    photo = tmp_path / "mine.png"
+    Image.new("RGB", (16, 16), "red").save(photo)
+    key, _ = handlers.index_upload(state, [str(photo)], session="leaving")
+    assert state.user_spaces.lookup(key)[0] is not None
+    held[0].delete_callback(Visit(gallery=key))  # the tab closed or the time to live passed
+    assert state.user_spaces.lookup(key) == (None, f"it expired after {state.user_spaces.ttl_s / 60:.0f} min "
+                                                   "without a search")
 
 
 def test_one_search_preprocesses_once_and_encodes_each_column_once(state, monkeypatch):
@@ -489,42 +505,112 @@ def test_shipped_embeddings_make_a_cold_start_embed_nothing(demo_world, tmp_path
 
 
 def test_the_named_category_is_traced_stroke_by_stroke_and_cleared_with_the_canvas(state):
-    """Each stroke adds the named category's rank (SpLIP and CLIP among the gallery's categories); a search that is
-    not a stroke (the button, a new setting) replaces the last point; another category or a blank canvas restarts."""
-    first = search_view(state, drawing(), "GZS", 4, category="cat", stroke=True)
-    assert first.trace["category"] == "cat" and len(first.trace["ranks"]) == 1
-    point = first.trace["ranks"][0]
-    assert 1 <= point["SpLIP"] <= 5 and 1 <= point["CLIP"] <= 5 and point["categories"] == 5
-    second = search_view(state, drawing(offset=40), "GZS", 4, category="cat", trace=first.trace, stroke=True)
-    assert len(second.trace["ranks"]) == 2 and "cat** after each stroke, rank among 5 categories" in second.early
-    button = search_view(state, drawing(offset=40), "GZS", 4, category="cat", trace=second.trace)
-    assert len(button.trace["ranks"]) == 2
-    other = search_view(state, drawing(), "GZS", 4, category="dog", trace=second.trace, stroke=True)
-    assert other.trace["category"] == "dog" and len(other.trace["ranks"]) == 1
-    unnamed = search_view(state, drawing(), "GZS", 4, trace=second.trace, stroke=True)
-    assert unnamed.trace is None and unnamed.early == ""
-    blank = search_view(state, {"background": None, "layers": [], "composite": None}, "GZS", 4, category="cat",
-                        trace=second.trace, stroke=True)
-    assert blank.trace is None and blank.early == "" and blank.cleared  # the category and example are forgotten
+    """Each stroke adds the named category's rank (SpLIP and CLIP among the gallery's categories); an undo goes back
+    to the previous stroke's point, a search of the same drawing (the button, a new setting) replaces its own; another
+    category or a cleared canvas restarts."""
+    visit, views = Visit(), []
+    for n in (1, 2, 3):
+        views.append(search_view(state, strokes(n), "GZS", 4, category="cat", visit=visit, edited=True))
+        visit = views[-1].visit
+    ranks = visit.trace["ranks"]
+    assert visit.trace["category"] == "cat" and [r["strokes"] for r in ranks] == [1, 2, 3]
+    assert 1 <= ranks[0]["SpLIP"] <= 5 and 1 <= ranks[0]["CLIP"] <= 5 and ranks[0]["categories"] == 5
+    assert "cat** after each stroke, rank among 5 categories" in views[-1].early
+    undone = search_view(state, strokes(2), "GZS", 4, category="cat", visit=visit, edited=True)
+    assert undone.visit.trace["ranks"] == ranks[:2] and undone.results == views[1].results  # the 2nd stroke's again
+    button = search_view(state, strokes(2), "GZS", 6, category="cat", visit=undone.visit)  # a new k
+    assert [r["strokes"] for r in button.visit.trace["ranks"]] == [1, 2]
+    other = search_view(state, strokes(3), "GZS", 4, category="dog", visit=visit, edited=True)
+    assert other.visit.trace["category"] == "dog" and len(other.visit.trace["ranks"]) == 1
+    unnamed = search_view(state, strokes(3), "GZS", 4, visit=visit, edited=True)
+    assert unnamed.visit.trace is None and unnamed.early == ""
+    cleared = search_view(state, [], "GZS", 4, category="cat", visit=visit, edited=True)
+    assert cleared.visit.trace is None and cleared.early == "" and cleared.cleared  # the category is forgotten
 
 
-def test_only_a_canvas_cleared_after_a_drawing_or_an_example_forgets_the_category(state):
-    """The editor sends one blank canvas at page load: a category named before it arrives must stay."""
+def test_only_a_drawing_wiped_after_a_search_or_an_example_forgets_the_category(state):
+    """An image editor may send a blank value at page load: a category named before it arrives must stay."""
     empty = {"background": None, "layers": [], "composite": None}
-    assert not search_view(state, empty, "GZS", 4, category="cat", stroke=True).cleared  # page load
-    assert not search_view(state, empty, "GZS", 4, category="cat").cleared  # the category's own search
-    assert search_view(state, empty, "GZS", 4, category="cat", instance="cat_1", stroke=True).cleared  # example
-    drawn = search_view(state, drawing(), "GZS", 4, category="cat", stroke=True)
-    assert search_view(state, empty, "GZS", 4, category="cat", trace=drawn.trace, stroke=True).cleared
+    assert not search_view(state, empty, "GZS", 4, category="cat", edited=True).cleared  # page load
+    assert not search_view(state, [], "GZS", 4, category="cat").cleared  # the category's own search
+    example = Visit(instance="cat_1")
+    assert search_view(state, empty, "GZS", 4, category="cat", visit=example, edited=True).cleared
+    drawn = search_view(state, strokes(1), "GZS", 4, category="cat", edited=True)
+    assert search_view(state, [], "GZS", 4, category="cat", visit=drawn.visit, edited=True).cleared
+
+
+def test_a_drawing_sent_as_strokes_is_searched_as_its_stroke_bitmap(state, monkeypatch):
+    """Strokes go through `stroke_sketch` at the model's sketch_pixels, in the page's search and in the API alike,
+    and rank exactly as that bitmap does; no image is decoded on the way."""
+    asked = []
+
+    def spy(drawing, pixels=None):
+        asked.append(pixels)
+        return stroke_sketch(drawing, pixels)
+
+    monkeypatch.setattr(handlers, "stroke_sketch", spy)
+    monkeypatch.setattr(handlers, "canvas_image", lambda *a, **k: pytest.fail("strokes went through the image path"))
+    monkeypatch.setattr(state.model, "config", replace(state.model.config, sketch_pixels=28))
+    page = search_view(state, strokes(3), "GZS", 4)
+    api = handlers.api_search(state, {"word": "", "drawing": strokes(3)}, "GZS", 4)
+    assert asked == [28, 28]
+    outcome = handlers.search(state, state.space, stroke_sketch(strokes(3), 28), "GZS", 4)
+    assert [p for p, _ in page.results] == [h.path for h in outcome.splip]
+    assert [r["photo"] for r in api] == [state.space.relative(h.path) for h in outcome.splip]
+
+
+MALFORMED = {
+    "NaN": ([[[0, float("nan")], [1, 2]]], "finite numbers"),
+    "a million points": ([[[0.5] * 1_000_000, [0.5] * 1_000_000]], "over 20000 points"),
+    "ten thousand strokes": ([[[1], [1]]] * 10_000, "10000 strokes is over the limit of 200"),
+    "wrong nesting": ([[[1, 1], [2, 2], [3, 3], [4, 4]]], "not [xs, ys] or [xs, ys, ts]"),
+    "strings": ([[["1", "2"], ["3", "4"]]], "must be numbers"),
+}
+
+
+@pytest.mark.parametrize("name", MALFORMED)
+def test_a_malformed_drawing_is_refused_naming_the_problem_and_searching_goes_on(state, name):
+    drawing_, problem = MALFORMED[name]
+    view = search_view(state, drawing_, "GZS", 4, category="cat", edited=True)
+    assert view.message.startswith("⚠ The drawing cannot be searched") and problem in view.message
+    assert view.results == [] and not view.cleared
+    with pytest.raises(BadQuery, match=re.escape(problem)):
+        handlers.api_search(state, drawing_, "GZS", 4)
+    assert len(search_view(state, strokes(2), "GZS", 4).results) == 4
 
 
 def test_early_markdown_marks_the_top_5_and_says_since_when():
     from demo.handlers import early_markdown
 
-    trace = {"category": "hot_air_balloon", "ranks": [{"SpLIP": r, "CLIP": c, "categories": 230}
-                                                      for r, c in ((9, 40), (4, 22), (7, 9), (2, 5), (1, 3))]}
+    trace = {"category": "hot_air_balloon", "ranks": [{"SpLIP": r, "CLIP": c, "categories": 230, "strokes": n}
+                                                      for n, (r, c) in enumerate(((9, 40), (4, 22), (7, 9), (2, 5),
+                                                                                  (1, 3)), 1)]}
     text = early_markdown(trace)
     assert text.startswith("**hot air balloon** after each stroke, rank among 230 categories")
     assert "SpLIP 9 → **4** → 7 → **2** → **1** · CLIP 40 → 22 → 9 → **5** → **3**" in text
     assert text.endswith("In SpLIP's top 5 since stroke 4.")
     assert early_markdown(None) == ""
+
+
+def test_the_page_handlers_answer_with_the_components_they_update(state):
+    """One Visit in, the components to update out (a dict keyed by component), the same search behind them."""
+    from types import SimpleNamespace
+
+    from demo.handlers import STROKES, UPLOAD
+    from demo.ui import Page
+
+    page = Page(state)
+    page.build()
+    request = SimpleNamespace(session_hash="page-test")
+    shown = page.on_drawing(strokes(2), "GZS", 4, "cat", Visit(instance="cat0"), request)
+    assert set(shown) == {page.results, page.baseline, page.guess, page.message, page.summary, page.early, page.visit}
+    visit = shown[page.visit]
+    assert visit.source == STROKES and visit.instance is None and [r["strokes"] for r in visit.trace["ranks"]] == [2]
+    assert [p for p, _ in shown[page.results]] == [p for p, _ in search_view(state, strokes(2), "GZS", 4).results]
+    cleared = page.on_drawing([], "GZS", 4, "cat", visit, request)
+    assert cleared[page.category] is None and cleared[page.message] == HINT and cleared[page.visit].trace is None
+    upload = page.on_way_in(visit, SimpleNamespace(value="Upload a sketch"))[page.visit]
+    drawing_again = page.on_way_in(upload, SimpleNamespace(value="Draw"))[page.visit]
+    assert upload.source == UPLOAD and drawing_again.source == STROKES
+    blank = page.on_search(strokes(2), None, "GZS", 4, None, upload, request)  # the open tab's way in: no image yet
+    assert blank[page.message] == HINT and blank[page.results] == []

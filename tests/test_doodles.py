@@ -139,3 +139,47 @@ def test_early_retrieval_measures_on_a_hand_made_rank_sequence():
                        f"{100 * report['SpLIP']['m@A']['mean']:.1f} | {100 * d['mean_difference']:+.1f} "
                        f"[{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}] | 50.0 | 2 |")
     assert rows[1].split(" | ")[-2] == "61.1"  # a random rank among 3: (1 + 1/2 + 1/3) / 3
+
+
+def test_both_paths_make_the_same_doodle_bitmap_placement():
+    """The stroke path and the canvas path turn a doodle's first strokes into 28-px doodle bitmaps drawn alike:
+    top-left, the larger side filling the frame (the canvas path from pixels, the stroke path from the strokes)."""
+    from benchmarks.doodle import queries
+
+    doodle = next(d for d in DOODLES if d["id"] == "house-1")
+    for path in ("strokes", "canvas"):
+        query = queries(path, SPEC, SPEC["canvas"], 28)
+        for n in (1, len(doodle["strokes"])):
+            ink = 1 - np.asarray(query(doodle["strokes"][:n]).convert("L"), np.float32) / 255
+            rows, cols = np.nonzero(ink > 0.2)
+            assert rows.min() == 0 and cols.min() == 0 and max(rows.max(), cols.max()) == 27, (path, n)
+    assert queries("strokes", SPEC, SPEC["canvas"], 28)([]) is None
+
+
+def test_path_difference_is_taken_doodle_by_doodle():
+    from benchmarks.doodle import m_at_b, path_difference
+
+    def run(hits, ranks):
+        return {"results": {"SpLIP": {"concept_top5": hits}}, "ranks": {"SpLIP": ranks}}
+
+    a, b = run([1.0, 0.0, 1.0], [[1, 1], [9], [2]]), run([0.0, 0.0, 1.0], [[3, 1], [9], [4]])
+    diff = path_difference(a, b, ["cat", "dog", "sun"], 10, boot=200)["SpLIP"]
+    assert diff["concept top-5"]["mean_difference"] == pytest.approx(1 / 3)
+    expected = np.mean([m_at_b([1, 1]) - m_at_b([3, 1]), 0, m_at_b([2]) - m_at_b([4])])
+    assert diff["m@B"]["mean_difference"] == pytest.approx(expected)
+
+
+def test_the_rendering_comparison_measures_what_it_says():
+    from benchmarks.stroke_rendering import ks_distance, measure, thin
+
+    bar = np.zeros((28, 28), bool)
+    bar[10:13, 4:24] = True  # a 3-px-thick bar, 20 px long
+    skeleton = thin(bar)
+    assert skeleton[11, 6:22].all() and skeleton.sum() <= 20 and not skeleton[10].any()
+    ink = np.zeros((28, 28))
+    ink[0, :] = 1.0
+    ink[:20, 0] = 1.0  # an L touching the top-left corner, 28 wide and 20 high
+    m = measure(ink)
+    assert (m["first row"], m["first column"], m["extent"], m["left column ink"]) == (0, 0, 28, 1.0)
+    assert m["aspect"] == pytest.approx(28 / 20) and m["line width"] == pytest.approx(1.0, abs=0.1)
+    assert ks_distance([1, 2, 3], [1, 2, 3]) == 0 and ks_distance([1, 2], [5, 6]) == 1
