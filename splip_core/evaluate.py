@@ -157,20 +157,23 @@ def evaluate(model: SpLIP, data: SBIRData, setting: str, baseline: bool = True, 
     return report
 
 
-def name_accuracy(model: SpLIP, sketches: Sequence[Sample], classes: Sequence[str], vocabulary: Sequence[str],
-                  baseline: bool = True, memo: dict | None = None, batch_size: int = 64) -> dict:
-    """How often each model reads a sketch as its own concept: the top-1 name over `vocabulary` of the sketch's
-    cosine to "<sketch template> <name>" (read by the text encoder the model's ranking uses), for SpLIP and its
-    frozen baseline. `classes` names the samples' labels; a sketch whose concept is not in the vocabulary counts as
-    a miss. {"splip": top-1, "baseline": top-1, "num_queries": n}."""
-    ranking = dataclasses.replace(model.config.ranking, method="names", vocabulary=list(vocabulary), seen_offset=0.0)
-    index = {class_key(n): i for i, n in enumerate(vocabulary)}
+def name_accuracy(model: SpLIP, sketches: Sequence[Sample], classes: Sequence[str],
+                  vocabulary: Sequence[str] | None = None, baseline: bool = True, memo: dict | None = None,
+                  batch_size: int = 64) -> dict:
+    """How often each model reads a sketch as its own concept: the top name of the sketch's distribution over the
+    names, as the model's names ranking reads it (its vocabulary, or `vocabulary`; its text encoder and seen-name
+    offset), for SpLIP and its frozen baseline. `classes` names the samples' labels; a sketch whose concept is not
+    in the vocabulary counts as a miss. {"splip": top-1, "baseline": top-1, "num_queries": n}."""
+    ranking = dataclasses.replace(model.config.ranking, method="names")
+    if vocabulary is not None:
+        ranking = dataclasses.replace(ranking, vocabulary=list(vocabulary))
     report: dict = {}
     for name, m in (("splip", model), *((("baseline", model.frozen_baseline()),) if baseline else ())):
         feats, kept = embed_samples(m, sketches, "sketch", batch_size, desc=f"{name} sketches", memo=memo)
-        guess = Ranker.of(m, ranking).distribution(feats, "sketch").argmax(1)
+        ranker = Ranker.of(m, ranking)
+        index = {class_key(n): i for i, n in enumerate(ranker.names)}
         target = torch.tensor([index.get(class_key(classes[s.label]), -1) for s in kept])
-        report[name] = float((guess == target).float().mean())
+        report[name] = float((ranker.distribution(feats, "sketch").argmax(1) == target).float().mean())
         report["num_queries"] = len(kept)
     return report
 

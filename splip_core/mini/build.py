@@ -219,11 +219,12 @@ def frozen_ranking(backbone: Path, world_root: Path, split: dict, cfg: BuildConf
                           drawn_names(split), memo)
 
 
-def names_top1(model: SpLIP, world_root: Path, split: dict, test, vocabulary: list[str], memo: dict) -> dict:
-    """Doodle -> name top-1 over the whole vocabulary, SpLIP and frozen: the validation doodles, the unseen and the
-    seen concepts' test doodles (evaluate.name_accuracy)."""
+def names_top1(model: SpLIP, world_root: Path, split: dict, test, categories: list[str], memo: dict) -> dict:
+    """Doodle -> name top-1 as the shipped ranking reads names (its vocabulary, else every category), SpLIP and
+    frozen: the validation doodles, the unseen and the seen concepts' test doodles (evaluate.name_accuracy)."""
     val = load_dataset("folder", world_root / "val", split=[folder_name(c) for c in split["val"]])
     views = {"validation": val.sketch_domain("doodles"), "unseen": test, "seen": test}
+    vocabulary = model.config.ranking.vocabulary or categories
     return {name: name_accuracy(model, data.sketches_of(data.seen if name == "seen" else data.unseen), data.classes,
                                 vocabulary, memo=memo) for name, data in views.items()}
 
