@@ -476,6 +476,16 @@ def ap_figure(evaluation: dict | None) -> Figure | None:
     return fig
 
 
+def ranking_line(ranking) -> str:
+    """How photos are ranked, in a visitor's words."""
+    if ranking.method == "cosine":
+        return "Photos are ranked by the cosine of the sketch's and the photo's features (the paper's ranking)."
+    return (f"Photos are ranked by the cosine of the features plus {ranking.weight:g} × how well the sketch and the "
+            f"photo agree on what they show, each read over {len(ranking.vocabulary)} category names (temperature "
+            f"{ranking.temperature:g}; names the model has seen drawn are lowered by {ranking.seen_offset:g} for a "
+            "sketch, so unseen categories stay in reach). Chosen on the validation categories.")
+
+
 def about_markdown(state: DemoState) -> str:
     """What the model is, where seen/unseen comes from, and how to call the API."""
     c = state.model.config
@@ -484,7 +494,9 @@ def about_markdown(state: DemoState) -> str:
              "every other category is *unseen* (never used to train the prompts).",
              f"- Inference mode `{c.inference_mode}`; weights fingerprint `{state.model.fingerprint()}` (the key of "
              "the on-disk embedding cache).",
-             "- The right-hand column ranks the same gallery with the same CLIP, prompts off: the frozen baseline.",
+             f"- {ranking_line(c.ranking)}",
+             "- The right-hand column ranks the same gallery with the same CLIP, prompts off, the same way: the "
+             "frozen baseline.",
              *(f"- ⚠ {n}" for n in state.notices), "",
              "**API** (what the *Search* button does, as data): a drawing as Quick, Draw! strokes (the canvas's "
              "*Download drawing: ndjson* as it is), or an image:", "",

@@ -230,10 +230,11 @@ def names_top1(model: SpLIP, world_root: Path, split: dict, test, categories: li
 
 
 def attribution(icon_map: IconMap, roots: dict[str, Path], manifest: list[dict], doodles: Path | None = None,
-                pretrain_categories: list[str] = ()) -> str:
+                pretrain_categories: list[str] = (), seen_training: tuple[int, int] | None = None) -> str:
     """ATTRIBUTION.md: every package, its licence as the package states it, and what the world uses of it
     (manifest entries: the world's files, and the extra pretraining art with split "pretrain-extra"); in a doodle
-    world, the doodle package (`doodles`, its folder) and the categories pretraining read."""
+    world, the doodle package (`doodles`, its folder), the categories pretraining read and, with `seen_training`
+    (seen concepts, training drawings each), the seen concepts' training doodles it read too."""
     used: dict[str, dict[str, set]] = {}
     for item in manifest:
         entry = used.setdefault(item["set"], {"icons": set(), "splits": set()})
@@ -259,13 +260,20 @@ def attribution(icon_map: IconMap, roots: dict[str, Path], manifest: list[dict],
                   f"{DOODLE_PACKAGE.package} {DOODLE_PACKAGE.version} ({package_license(doodles)} package code). "
                   f"The world uses drawings 0-{USABLE - 1} of {len({i['concept'] for i in world})} categories "
                   f"({len(world)} drawings, in {', '.join(sorted({i['split'] for i in world}))}); the backbone was "
-                  f"pretrained on drawings 0-{USABLE - 1} of {len(pretrain_categories)} other categories. Drawings "
-                  f"{USABLE}-99 of every category are reserved for an independent check and never read."]
+                  f"pretrained on drawings 0-{USABLE - 1} of {len(pretrain_categories)} other categories"
+                  + (f" and the training drawings 0-{seen_training[1] - 1} of the {seen_training[0]} seen concepts"
+                     if seen_training else "") + f". Drawings {USABLE}-99 of every category are reserved for an "
+                  "independent check and never read."]
     return "\n".join(lines) + "\n"
 
 
-def _card(split: dict, report: dict) -> dict:
+def _card(split: dict, report: dict, seen_doodles: bool = False) -> dict:
     zs = report["settings"]["zs"]
+    drawn = ("the seen concepts' training doodles and doodles of Quick, Draw! categories outside the world"
+             if seen_doodles else "doodles of Quick, Draw! categories outside the world")
+    ranking = (" Photos are ranked by the cosine plus the agreement of what sketch and photo read as over the "
+               "concept names, chosen on the validation concepts (config.json's ranking)."
+               if report.get("ranking_choice", {}).get("ranking", {}).get("method") == "names" else "")
     diff = zs.get("difference", {}).get("mAP@all", {})
     gain = (f" SpLIP minus frozen, ZS mAP@all: {100 * diff['mean_difference']:+.1f} "
             f"(95% CI {100 * diff['ci_low']:+.1f} to {100 * diff['ci_high']:+.1f}).") if diff else ""
@@ -280,17 +288,18 @@ def _card(split: dict, report: dict) -> dict:
             "a visitor draws (test sketches by drawer families never used in training), photos are colour emoji "
             "art on varied backgrounds. The tiny CLIP backbone (bundled) was pretrained on colour art only."
             if "doodles" not in split else
-            f"The offline world v3: {len(split['seen'])} seen, {len(split['val'])} validation and "
+            f"The offline doodle world: {len(split['seen'])} seen, {len(split['val'])} validation and "
             f"{len(split['unseen'])} unseen Quick, Draw! categories; sketches are real Quick, Draw! doodles "
             "(Google, CC BY 4.0), with line and outline icon sets as a second sketch domain; photos are colour "
             "emoji art on varied backgrounds. The tiny CLIP backbone (bundled) was pretrained on colour art, line "
-            "icons of non-test icon families and doodles of Quick, Draw! categories outside the world."
+            f"icons of non-test icon families, {drawn}.{ranking}"
             ) + f"{gain} Artwork and licences: ATTRIBUTION.md; weights and gallery are shared under CC BY-SA 4.0.",
     }
 
 
-HEADLINE = (("training fit", "mAP@all"), ("validation", "mAP@all"), ("ZS", "mAP@all"), ("GZS", "C@5"),
-            ("GZS, seen-concept queries", "C@5"), ("icons: ZS", "mAP@all"))  # the README's rows; docs/RESULTS.md: all
+HEADLINE = (("training fit", "mAP@all"), ("validation", "mAP@all"), ("ZS", "mAP@all"),
+            ("ZS, cosine ranking", "mAP@all"), ("GZS", "C@5"), ("GZS, seen-concept queries", "C@5"),
+            ("icons: ZS", "mAP@all"))  # the README's rows; docs/RESULTS.md: all
 
 
 def results_row(setting: str, metric: str, frozen: float, splip: float, difference: dict | None, chance: float,
@@ -309,11 +318,15 @@ def results_markdown(report: dict, only: Sequence[tuple[str, str]] | None = None
     rows = ["| setting | metric | frozen tiny CLIP | SpLIP | SpLIP − frozen [95% CI] | chance | queries |",
             "|---|---|---|---|---|---|---|"]
     settings, both, page = report["settings"], ("mAP@all", "P@100"), ("C@1", "C@5")
+    cosine = report.get("settings_cosine", {})  # the paper's ranking, beside a names ranking
     for setting, r, metrics in (("training fit", report.get("training_fit"), ("mAP@all",)),
                                 ("validation", report.get("validation"), both),
-                                ("ZS", settings.get("zs"), both), ("seen", settings.get("seen"), both),
+                                ("ZS", settings.get("zs"), both), ("ZS, cosine ranking", cosine.get("zs"), both),
+                                ("seen", settings.get("seen"), both),
                                 ("GZS", settings.get("gzs"), ("mAP@all", "P@100", *page)),
+                                ("GZS, cosine ranking", cosine.get("gzs"), page),
                                 ("GZS, seen-concept queries", settings.get("gzs_seen"), ("mAP@all", *page)),
+                                ("GZS, seen-concept queries, cosine ranking", cosine.get("gzs_seen"), page),
                                 ("icons: ZS", settings.get("icons_zs"), both),
                                 ("icons: seen", settings.get("icons_seen"), both),
                                 ("FG", settings.get("fg"), ("Acc@1", "Acc@5"))):
@@ -334,6 +347,7 @@ def results_markdown(report: dict, only: Sequence[tuple[str, str]] | None = None
                     f"{100 * gate['unseen_icon_sketch_text_top1']:.1f}%, doodle "
                     f"{100 * gate['unseen_doodle_text_top1']:.1f}% "
                     f"(chance {100 * gate['chance_photo_text_top1']:.1f}%).")
+    rows += ranking_sentences(report)
     if report.get("ablations"):
         rows += ["", "| ZS ablation | mAP@all | vs full SpLIP [95% CI] | validation mAP@all |", "|---|---|---|---|"]
         full = report["settings"]["zs"]["splip"]
@@ -353,6 +367,28 @@ def results_markdown(report: dict, only: Sequence[tuple[str, str]] | None = None
     elif modes:
         rows += [f"| full SpLIP, {mode} mode | {100 * r['mAP@all']:.1f} | | |" for mode, r in modes.items()]
     return "\n".join(rows) + "\n"
+
+
+def ranking_sentences(report: dict) -> list[str]:
+    """How the shipped model ranks (chosen on validation) and how often it reads a doodle as its concept's name."""
+    rows = []
+    for who, key in (("SpLIP", "ranking_choice"), ("the frozen backbone", "ranking_frozen")):
+        choice = report.get(key)
+        if not choice:
+            continue
+        r, cosine = choice["ranking"], choice["candidates"][0]["val_mAP"]
+        best = max(c["val_mAP"] for c in choice["candidates"] if c["method"] == r["method"]
+                   and c["seen_offset"] == r["seen_offset"])
+        rows.append(f"Ranking chosen on validation for {who}: " + (
+            "the cosine." if r["method"] == "cosine" else
+            f"through the names of the {choice['vocabulary']} vocabulary ({len(r['vocabulary'])} names), temperature "
+            f"{r['temperature']}, weight {r['weight']}, {r['agreement']} agreement, seen-name offset "
+            f"{r['seen_offset']}; validation mAP@all {100 * cosine:.1f} by cosine, {100 * best:.1f} so."))
+    names = report.get("names_top1")
+    if names:
+        rows.append("Doodle → name top-1, as the shipped ranking reads names (SpLIP vs frozen): " + ", ".join(
+            f"{part} {100 * r['splip']:.1f}% vs {100 * r['baseline']:.1f}%" for part, r in names.items()) + ".")
+    return rows
 
 
 def _ablation_run(args) -> list[dict]:
@@ -535,12 +571,14 @@ def build(out: str | Path, work: str | Path, cfg: BuildConfig | None = None, pac
     _timed(report, "ablations", started)
 
     model.set_inference_mode(shipped_mode)
-    model.card_info = _card(split, report)
+    model.card_info = _card(split, report, cfg.seen_doodles and doodles)
     model.save_pretrained(out)
     manifest = json.loads((world_root / "manifest.json").read_text())
     manifest += [{**i, "split": "pretrain-extra", "domain": "art"} for i in extra]
     (out / "ATTRIBUTION.md").write_text(attribution(imap, roots, manifest, doodle_root,
-                                                    split.get("doodles", {}).get("pretrain_categories", [])))
+                                                    split.get("doodles", {}).get("pretrain_categories", []),
+                                                    (len(split["seen"]), split["doodles"]["train"])
+                                                    if doodles and cfg.seen_doodles else None))
     report["sizes_bytes"] = {
         "weights": sum(p.stat().st_size for p in out.glob("*.safetensors")),
         "gallery": sum(p.stat().st_size for p in gallery.rglob("*") if p.is_file()),
