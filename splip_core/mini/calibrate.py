@@ -64,14 +64,15 @@ class _Views:
         self.sketches, self.photos = sketches, photos
         self.sketch_labels = torch.tensor([s.label for s in kept])
         self.photo_labels = torch.tensor([s.label for s in shown])
-        self.readers = {name: Ranker.of(model, RankingConfig(method="names", vocabulary=list(vocabulary),
-                                                             seen_names=list(seen_names)))
-                        for name, vocabulary in vocabularies.items()}
+        self.texts = ("frozen", "model") if model.config.prompts.use_prompts else ("frozen",)
+        self.readers = {(name, text): Ranker.of(model, RankingConfig(
+            method="names", vocabulary=list(vocabulary), seen_names=list(seen_names), text=text))
+            for name, vocabulary in vocabularies.items() for text in self.texts}
 
     def _ranker(self, vocabulary: str | None, cfg: RankingConfig) -> Ranker:
         if vocabulary is None:
             return Ranker(cfg)
-        reader = self.readers[vocabulary]
+        reader = self.readers[vocabulary, cfg.text]
         return Ranker(cfg, reader.names, reader.text, reader.seen)
 
     def zs(self, vocabulary: str | None, cfg: RankingConfig) -> float:
@@ -92,28 +93,30 @@ class _Views:
 
 def choose_ranking(model, world_root: Path, split: dict, vocabularies: dict[str, list[str]], seen_names: list[str],
                    memo: dict | None = None) -> dict:
-    """{"ranking": the chosen RankingConfig as a dict, "candidates": each (vocabulary, temperature, weight,
-    agreement) candidate's validation mAP@all, "offsets": each seen-name offset's GZS validation C@5 (unseen side,
-    seen side, harmonic mean)}. `vocabularies`: named name lists to choose among; `seen_names`: the names whose
-    drawings trained the model (RankingConfig.seen_names).
+    """{"ranking": the chosen RankingConfig as a dict, "candidates": each (vocabulary, text encoder, temperature,
+    weight, agreement) candidate's validation mAP@all, "offsets": each seen-name offset's GZS validation C@5 (unseen
+    side, seen side, harmonic mean)}. `vocabularies`: named name lists to choose among; `seen_names`: the names whose
+    drawings trained the model (RankingConfig.seen_names). A model with prompts may read names with the frozen
+    backbone's text encoder or its own prompted one.
 
-    Coordinate ascent: the vocabulary and the mix at no offset, then the offset, then the mix again at that offset.
+    Coordinate ascent: the vocabulary, the text encoder and the mix at no offset, then the offset, then the mix
+    again at that offset.
     """
     views = _Views(model, world_root, split, vocabularies, seen_names, {} if memo is None else memo)
     candidates: list[dict] = [{"vocabulary": None, "ranking": RankingConfig(),
                                "val_mAP": views.zs(None, RankingConfig())}]
 
-    def mixes(names: list[str], offset: float) -> dict:
+    def mixes(names: list[str], texts: tuple[str, ...], offset: float) -> dict:
         """The best of these mixes at this offset (the first call: or the cosine, which is already a candidate)."""
         start = len(candidates) if offset else 0
-        for name in names:
+        for name, text in itertools.product(names, texts):
             for t, w, agreement in itertools.product(TEMPERATURES, WEIGHTS, AGREEMENTS):
                 cfg = RankingConfig(method="names", vocabulary=list(vocabularies[name]), temperature=t, weight=w,
-                                    agreement=agreement, seen_offset=offset, seen_names=list(seen_names))
+                                    agreement=agreement, seen_offset=offset, seen_names=list(seen_names), text=text)
                 candidates.append({"vocabulary": name, "ranking": cfg, "val_mAP": views.zs(name, cfg)})
         return max(candidates[start:], key=lambda c: c["val_mAP"])
 
-    best = mixes(list(vocabularies), 0.0)
+    best = mixes(list(vocabularies), views.texts, 0.0)
     offsets = []
     for offset in OFFSETS if best["vocabulary"] is not None else (0.0,):
         unseen, seen = views.gzs(best["vocabulary"], dataclasses.replace(best["ranking"], seen_offset=offset))
@@ -121,7 +124,7 @@ def choose_ranking(model, world_root: Path, split: dict, vocabularies: dict[str,
                         "harmonic": 2 * unseen * seen / max(unseen + seen, 1e-12)})
     offset = max(offsets, key=lambda o: o["harmonic"])["seen_offset"]
     if offset:
-        best = mixes([best["vocabulary"]], offset)
+        best = mixes([best["vocabulary"]], (best["ranking"].text,), offset)
     table = [{"vocabulary": c["vocabulary"], "val_mAP": c["val_mAP"],
               **{k: v for k, v in dataclasses.asdict(c["ranking"]).items() if k not in ("vocabulary", "seen_names")}}
              for c in candidates]  # each candidate's knobs, not 230-345 names apiece
