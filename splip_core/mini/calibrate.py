@@ -26,7 +26,7 @@ from ..names import folder_name
 from ..ranking import Ranker
 
 TEMPERATURES = (0.01, 0.02, 0.05, 0.1, 0.2)
-WEIGHTS = (0.3, 1.0, 3.0, 10.0, 30.0)
+WEIGHTS = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 AGREEMENTS = ("dot", "sqrt")
 OFFSETS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8)
 SEEN_QUERIES = 400  # seen training doodles in the GZS validation view
