@@ -224,9 +224,11 @@ def test_the_build_command_pretrains_each_world_for_its_own_steps_unless_told(mo
     monkeypatch.setattr(build_mod, "build", lambda out, work, cfg, *args, **kwargs: seen.append(cfg) or {
         "settings": {}, "timings_s": {}, "sizes_bytes": {}, "gate_a": {}})
     for argv in ([], ["--world", "v2.2"], ["--world", "v2.2", "--continue-steps", "0"], ["--pretrain-steps", "5"],
-                 ["--restarts", "3"]):
+                 ["--world", "v3.2"], ["--world", "v3.2", "--restarts", "3"]):
         build_mod.main(["--out", str(tmp_path), *argv])
     assert all(c.ablations is None and c.ablation_steps is None for c in seen)  # the method's parts, shipped budget
     assert [(c.pretrain_steps, c.continue_steps, c.restarts) for c in seen] == [
-        (4000, 2000, 2), (2000, 1000, 1), (2000, 0, 1), (5, 2000, 2), (4000, 2000, 3)]
+        (6000, 0, 1), (2000, 1000, 1), (2000, 0, 1), (5, 0, 1), (4000, 2000, 2), (4000, 2000, 3)]
     assert seen[1].preset == "mini-v2.2" and seen[0].world.sketches == "doodles"
+    assert (seen[0].seen_doodles, seen[0].names_ranking, seen[0].preset) == (True, True, "mini")
+    assert (seen[4].seen_doodles, seen[4].names_ranking, seen[4].preset) == (False, False, "mini-v3.2")

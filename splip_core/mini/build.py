@@ -83,13 +83,13 @@ class BuildConfig:
 
     seed: int = 0
     world: WorldConfig = field(default_factory=lambda: DOODLE_WORLD)
-    line_fraction: float = 0.25  # a doodle world's pretraining: clean line icons of the train families ...
-    doodle_fraction: float = 0.25  # ... and doodles of the Quick, Draw! categories outside the world
-    bf16: bool = True  # bfloat16 autocast in pretraining
-    pretrain_steps: int = 4000  # v3.1 and v3.2; v3.0 and v2.2 pretrained 2,000 + 1,000
-    continue_steps: int = 2000  # then a warm restart: this many more steps at continue_lr, seed + 1 (0: none) ...
+    line_fraction: float = 0.2  # a doodle world's pretraining: clean line icons of the train families ...
+    doodle_fraction: float = 0.3  # ... and doodles (world.pretrain_doodles)
+    bf16: bool = True  # bfloat16 autocast in pretraining, where the CPU has bfloat16 instructions
+    pretrain_steps: int = 6000  # one cosine cycle; v3.2 pretrained 4,000 + 2 x 2,000
+    continue_steps: int = 0  # warm restarts: this many more steps at continue_lr, seed + 1 (0: none) ...
     continue_lr: float = 5e-4
-    restarts: int = 2  # ... repeated this many times (restart r: seed + r; v3.1 had 1); more continue a --work backbone
+    restarts: int = 1  # ... repeated this many times (restart r: seed + r); more continue a --work backbone
     pretrain_batch_size: int = 128
     edge_maps: float = 0.0
     extra_art: float = 0.0  # fraction of each pretraining batch drawn from the extra colour art (extra.py); 0: none
