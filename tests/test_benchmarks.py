@@ -115,14 +115,14 @@ def test_search_cost_times_each_piece_of_a_search_both_ways_in(tmp_path, capsys)
 
 def test_build_time_projection_counts_every_step_restart_and_validation():
     from benchmarks.build_time import project
-    from splip_core.mini.build import V22_BUILD, BuildConfig
+    from splip_core.mini.build import V22_BUILD, V32_BUILD, BuildConfig
 
-    shipped = project(BuildConfig(), 0.5, 0.25, 10.0, 100.0)
+    shipped = project(BuildConfig(**V32_BUILD), 0.5, 0.25, 10.0, 100.0)  # 4,000 + two 2,000-step restarts
     assert (shipped["pretrain_steps"], shipped["prompt_steps"], shipped["validations"]) == (8000, 1000, 10)
     assert shipped["stages_s"] == {"pretrain": 4000.0, "train_prompts": 350.0, "evaluate": 100.0}
     assert shipped["total_h"] == round(4450 / 3600, 2)
     v22 = project(BuildConfig(**V22_BUILD), 0.5, 0.25, 10.0, 100.0)  # 2,000 + one 1,000-step restart
     assert v22["pretrain_steps"] == 3000
-    no_restart = project(BuildConfig(continue_steps=0), 0.5, 0.25, 10.0, 0.0)
-    unvalidated = project(BuildConfig(train_overrides={"eval_every": None}), 0.5, 0.25, 10.0, 0.0)
+    no_restart = project(BuildConfig(**{**V32_BUILD, "continue_steps": 0}), 0.5, 0.25, 10.0, 0.0)
+    unvalidated = project(BuildConfig(**{**V32_BUILD, "train_overrides": {"eval_every": None}}), 0.5, 0.25, 10.0, 0.0)
     assert no_restart["pretrain_steps"] == 4000 and unvalidated["validations"] == 0
