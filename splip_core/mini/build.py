@@ -1,12 +1,14 @@
-"""Rebuild the offline world end to end: `python -m splip_core.mini build --out weights/mini`.
+"""Rebuild the offline world end to end: `python -m splip_core.mini build --world v3.2 --out weights/mini` rebuilds
+what ships; without --world it builds the world v4 (measured, not shipped: docs/RESULTS.md).
 
 Stages (each timed in the report, each resumable: a stage whose output is in --work with the same inputs is
 skipped, and prompt training resumes from its last epoch):
   1. fetch the pinned npm packages of the reviewed icon map (or read them from --packages) and render the world;
-  2. render the extra colour art (extra.py) and pretrain the tiny CLIP on colour art only (pretrain.py), or reuse a
-     pretrained one with --backbone;
-  3. train SpLIP prompts on the seen concepts with the "mini" preset, stopping early on the validation concepts,
-     plus one run per ablation;
+  2. pretrain the tiny CLIP on colour art, line icons and doodles (pretrain.py; in v4 the seen concepts' training
+     doodles too), or reuse a pretrained one with --backbone;
+  3. train SpLIP prompts on the seen concepts with the world's preset, stopping early on the validation concepts
+     (in v4 under the names ranking the frozen backbone chose, and then the model's own ranking is chosen on
+     validation, mini/calibrate.py), plus one run per ablation;
   4. write the shipped directory: the prompt checkpoint (backbone bundled), the test split as the demo gallery,
      ATTRIBUTION.md, and evaluation.json / RESULTS.md measured with `splip_core.evaluate` on that shipped gallery,
      so `python -m splip_core.evaluate --model OUT --dataset mini --setting zs|gzs|fg` reproduces every number.
@@ -116,7 +118,7 @@ V22_BUILD = dict(world=WorldConfig(), line_fraction=0.0, doodle_fraction=0.0, bf
                  pretrain_steps=2000, continue_steps=1000, restarts=1, seen_doodles=False, names_ranking=False)
 V32_BUILD = dict(line_fraction=0.25, doodle_fraction=0.25, preset="mini-v3.2", pretrain_steps=4000, continue_steps=2000,
                  restarts=2, seen_doodles=False, image_size=64, stroke_jitter=0.0, names_ranking=False)
-WORLDS = {"v4": {}, "v3.2": V32_BUILD, "v2.2": V22_BUILD}  # --world: the shipped world and the two before it
+WORLDS = {"v4": {}, "v3.2": V32_BUILD, "v2.2": V22_BUILD}  # --world: v4 (measured, not shipped), v3.2 (shipped), v2.2
 
 
 def _v4_stamp(cfg: BuildConfig, doodles: bool) -> tuple:
@@ -600,8 +602,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backbone", type=Path, help="reuse a pretrained tiny CLIP (open_clip local-dir layout)")
     parser.add_argument("--world", choices=list(WORLDS), default="v4",
                         help="v4: the doodle world, its backbone pretrained on the seen concepts' training doodles "
-                             "too, ranking through the concept names (default); v3.2: the doodle world as shipped "
-                             "before; v2.2: the icon world and its recipe")
+                             "too, ranking through the concept names (default; measured, not shipped: "
+                             "docs/RESULTS.md); v3.2: the doodle world that ships in weights/mini; v2.2: the icon "
+                             "world and its recipe")
     parser.add_argument("--line-fraction", type=float,
                         help="doodle world: fraction of each pretraining batch from the train families' line icons")
     parser.add_argument("--doodle-fraction", type=float,
