@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from splip_core import SpLIP
-from splip_core.mini.calibrate import choose_ranking, drawn_names, vocabularies
+from splip_core.mini.calibrate import choose_ranking, chosen_val_map, drawn_names, vocabularies
 from splip_core.mini.doodles import categories, fetch_doodles
 
 SHOWN = ("method", "temperature", "weight", "seen_offset", "agreement", "text")
@@ -31,11 +31,8 @@ def measure(model: SpLIP, work: Path) -> dict:
     out = {}
     for who, m in (("splip", model), ("frozen", model.frozen_baseline())):
         choice = choose_ranking(m, work / "world", split, names, drawn_names(split), memo)
-        chosen = choice["ranking"]
-        at = [c["val_mAP"] for c in choice["candidates"] if c["vocabulary"] == choice["vocabulary"]
-              and all(c[k] == chosen[k] for k in SHOWN)]
-        out[who] = {"cosine_val_mAP": choice["candidates"][0]["val_mAP"], "chosen_val_mAP": max(at, default=None),
-                    "vocabulary": choice["vocabulary"], "ranking": {k: chosen[k] for k in SHOWN},
+        out[who] = {"cosine_val_mAP": choice["candidates"][0]["val_mAP"], "chosen_val_mAP": chosen_val_map(choice),
+                    "vocabulary": choice["vocabulary"], "ranking": {k: choice["ranking"][k] for k in SHOWN},
                     "offsets": choice["offsets"]}
     return out
 
@@ -50,9 +47,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     out = measure(SpLIP.from_pretrained(args.model), args.work)
     for who, r in out.items():
-        chosen = "n/a" if r["chosen_val_mAP"] is None else f"{100 * r['chosen_val_mAP']:.1f}"
-        print(f"{who}: validation mAP@all {100 * r['cosine_val_mAP']:.1f} by cosine, {chosen} under "
-              f"{r['ranking']} ({r['vocabulary']} vocabulary)")
+        print(f"{who}: validation mAP@all {100 * r['cosine_val_mAP']:.1f} by cosine, {100 * r['chosen_val_mAP']:.1f} "
+              f"under {r['ranking']} ({r['vocabulary']} vocabulary)")
     if args.json:
         args.json.write_text(json.dumps({"model": str(args.model), **out}, indent=1) + "\n")
 

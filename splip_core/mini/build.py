@@ -39,7 +39,7 @@ from ..names import folder_name
 from ..runtime import use_all_cores
 from ..train import TrainOptions, train
 from . import pretrain as pretrain_mod
-from .calibrate import choose_ranking, drawn_names, vocabularies
+from .calibrate import choose_ranking, chosen_val_map, drawn_names, vocabularies
 from .doodles import CREDIT as DOODLE_CREDIT
 from .doodles import PACKAGE as DOODLE_PACKAGE
 from .doodles import PIXELS, USABLE, fetch_doodles
@@ -381,9 +381,7 @@ def ranking_sentences(report: dict) -> list[str]:
         choice = report.get(key)
         if not choice:
             continue
-        r, cosine = choice["ranking"], choice["candidates"][0]["val_mAP"]
-        best = max(c["val_mAP"] for c in choice["candidates"] if c["method"] == r["method"]
-                   and c["seen_offset"] == r["seen_offset"])
+        r, cosine, best = choice["ranking"], choice["candidates"][0]["val_mAP"], chosen_val_map(choice)
         rows.append(f"Ranking chosen on validation for {who}: " + (
             "the cosine." if r["method"] == "cosine" else
             f"through the names of the {choice['vocabulary']} vocabulary ({len(r['vocabulary'])} names), temperature "

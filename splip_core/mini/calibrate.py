@@ -132,6 +132,14 @@ def choose_ranking(model, world_root: Path, split: dict, vocabularies: dict[str,
             "offsets": offsets}
 
 
+def chosen_val_map(choice: dict) -> float:
+    """The validation mAP@all of the ranking a `choose_ranking` result chose, read from its candidates table: the
+    best candidate of the chosen method at the chosen offset (the last ascent step's winner)."""
+    r = choice["ranking"]
+    return max(c["val_mAP"] for c in choice["candidates"]
+               if c["method"] == r["method"] and c["seen_offset"] == r["seen_offset"])
+
+
 def vocabularies(split: dict, categories: list[str]) -> dict[str, list[str]]:
     """The vocabularies a doodle world chooses among: its own concepts, or every Quick, Draw! category."""
     return {"world": [*split["seen"], *split["val"], *split["unseen"]], "quickdraw": list(categories)}
