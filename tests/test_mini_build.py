@@ -175,6 +175,14 @@ def test_the_results_tables_are_the_shipped_evaluation():
     assert len(table) == 2 + len(HEADLINE) - cosine_rows + 2 and "\n".join(table) + "\n" in readme
 
 
+def test_the_v4_table_in_the_results_is_its_timed_builds_evaluation():
+    """docs/RESULTS.md's table of the world v4 (built and timed, not shipped) is what that build's evaluation.json,
+    kept in benchmarks/results, renders for the README's rows."""
+    report = json.loads((REPO / "benchmarks" / "results" / "mini-v4-3000-timed-build-evaluation.json").read_text())
+    table = results_markdown(report, only=HEADLINE)
+    assert len(table.splitlines()) == 2 + len(HEADLINE) and table in (REPO / "docs" / "RESULTS.md").read_text()
+
+
 def test_the_shipped_embedding_seeds_match_the_shipped_model():
     """The seeds must be keyed by the fingerprints the app computes from the shipped model in each inference mode
     (else a cold start re-embeds the whole gallery)."""
